@@ -1,0 +1,52 @@
+"""UniParser SDK.
+
+Import names of the card's top-level folders (a top-level package called ``export`` or
+``benchmarks`` would collide with other code in users' environments):
+
+    uniparser_sdk/  -> uniparser_sdk
+    export/         -> uniparser_sdk.export
+    benchmarks/     -> uniparser_sdk.benchmarks
+    kernels/        -> C++/CUDA sources, built by ``make kernels`` (CMake); Python wrappers live in
+                       uniparser_sdk.kernels
+"""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "uniparser_sdk/__init__.py").read_text()).group(1)
+
+packages = find_packages(include=["uniparser_sdk", "uniparser_sdk.*"])
+packages += ["uniparser_sdk.export", "uniparser_sdk.benchmarks"]
+
+TORCH = ["torch==2.13.0"]
+EXPORT = ["onnx>=1.16", "onnxsim>=0.4"]
+extras = {
+    "torch": TORCH,
+    "train": TORCH + ["tqdm"],
+    "export": TORCH + EXPORT,
+    "gpu": ["onnxruntime-gpu>=1.18"],
+    "trt": ["tensorrt>=10.1", "pycuda"],
+    "dev": TORCH + EXPORT + ["pytest>=7", "tqdm"],
+}
+
+setup(
+    name="uniparser-sdk",
+    version=VERSION,
+    description="Deployment toolkit for UniParser single-stage multi-human parsing",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=packages,
+    package_dir={
+        "uniparser_sdk.export": "export",
+        "uniparser_sdk.benchmarks": "benchmarks",
+    },
+    package_data={"uniparser_sdk": ["assets/*", "assets/**/*"]},
+    install_requires=["numpy>=1.23", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "tqdm"],
+    extras_require=extras,
+    entry_points={"console_scripts": [
+        "uniparser-params=uniparser_sdk.cli.params:main",
+    ]},
+)
