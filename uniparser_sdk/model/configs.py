@@ -40,11 +40,14 @@ class ModelConfig:
     light: bool = False
     num_classes: int = 59
     frozen_stages: int = 1
+    # keep-ratio test scale (long side limit, short side limit); the official models use (1333, 800)
+    input_scale: tuple = (1333, 800)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["blocks"], d["dcn_stages"] = list(self.blocks), list(self.dcn_stages)
+        d["input_scale"] = list(self.input_scale)
         return d
 
     @classmethod
@@ -56,7 +59,7 @@ class ModelConfig:
             raise ValueError(f"unknown model config key(s): {sorted(unknown)}")
         if "decode" in d and isinstance(d["decode"], dict):
             d["decode"] = DecodeConfig(**d["decode"])
-        for key in ("blocks", "dcn_stages"):
+        for key in ("blocks", "dcn_stages", "input_scale"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -77,7 +80,7 @@ CONFIGS = {
     # narrow widths, DCN kept in stages 2-4 so that every code path of the big models runs.
     "tiny": ModelConfig(name="tiny", depth=0, blocks=(1, 1, 1, 1), base_width=16, fpn_channels=64,
                         head_channels=32, num_grid=24, gn_groups=8, light=False, num_classes=20,
-                        frozen_stages=-1, decode=DecodeConfig(ctr_score=0.3, cate_score_thr=0.3)),
+                        frozen_stages=-1, input_scale=(512, 384), decode=DecodeConfig(ctr_score=0.3, cate_score_thr=0.3)),
 }
 CONFIGS["tiny-light"] = replace(CONFIGS["tiny"], name="tiny-light", light=True)
 
