@@ -78,9 +78,9 @@ CONFIGS = {
     "r101-cihp-light": _official("r101-cihp-light", 101, True, 0.1, num_classes=20, cate=0.275),
     # Small model for CPU tests and the embedded demo model: CIHP classes, 1 block per stage,
     # narrow widths, DCN kept in stages 2-4 so that every code path of the big models runs.
-    "tiny": ModelConfig(name="tiny", depth=0, blocks=(1, 1, 1, 1), base_width=16, fpn_channels=64,
+    "tiny": ModelConfig(name="tiny", depth=0, blocks=(1, 1, 1, 1), base_width=16, fpn_channels=32,
                         head_channels=32, num_grid=24, gn_groups=8, light=False, num_classes=20,
-                        frozen_stages=-1, input_scale=(512, 384), decode=DecodeConfig(ctr_score=0.3, cate_score_thr=0.3)),
+                        frozen_stages=-1, input_scale=(384, 288), decode=DecodeConfig(ctr_score=0.3, cate_score_thr=0.3)),
 }
 CONFIGS["tiny-light"] = replace(CONFIGS["tiny"], name="tiny-light", light=True)
 
