@@ -134,14 +134,22 @@ def preprocess_batch(imgs: Sequence[np.ndarray], scale: Sequence[int] = DEFAULT_
     return batch, metas
 
 
+def nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """torch 'nearest' source indices: ``min(floor(dst * in / out), in - 1)`` (the reference decode's
+    rule; OpenCV's INTER_NEAREST rounds differently for some size pairs)."""
+    dst = np.arange(out_size, dtype=np.float64)
+    return np.minimum(np.floor(dst * (in_size / out_size)).astype(np.int64), in_size - 1)
+
+
 def labels_to_original(labels: np.ndarray, meta: ImageMeta) -> np.ndarray:
-    """Label map at padded resolution -> original image size (crop, then nearest resize)."""
-    h, w = meta.img_shape
-    crop = labels[..., :h, :w]
-    H, W = meta.ori_shape
-    if (H, W) == (h, w):
+    """(..., Hp, Wp) labels at padded input resolution -> (..., H, W): crop to the resized image, then
+    nearest resize with the torch rule (``src = floor(dst * h' / H)``)."""
+    ih, iw = meta.img_shape
+    oh, ow = meta.ori_shape
+    crop = labels[..., :ih, :iw]
+    if (ih, iw) == (oh, ow):
         return np.ascontiguousarray(crop)
-    return cv2.resize(np.ascontiguousarray(crop), (W, H), interpolation=cv2.INTER_NEAREST)
+    return np.ascontiguousarray(crop[..., nearest_index(oh, ih), :][..., nearest_index(ow, iw)])
 
 
 def original_to_resized(img_or_labels: np.ndarray, meta: ImageMeta, labels: bool = False) -> np.ndarray:

@@ -1,0 +1,420 @@
+"""Host-side finishing of exported-model outputs -> :class:`~uniparser_sdk.results.ParseResult` (numpy only).
+
+Three output layouts (:mod:`uniparser_sdk.model_meta`) are finished here:
+
+``products-v1`` (:func:`finish_products`)
+    The graph ran the network and decode steps 1-4 (:mod:`uniparser_sdk.export.graph_decode`): per slot a
+    score, a binary instance mask and the kept categories, plus the category cosine maps ``cat_conf``.
+    This module does step 5 of :mod:`uniparser_sdk.model.decode` exactly as the torch reference
+    (:func:`~uniparser_sdk.model.decode.finish_instance` with a
+    :class:`~uniparser_sdk.model.decode.FinishGeometry`): for every *valid* person only, on its *kept*
+    categories only, inside the bounding box of its *mask* only, the bilinear upsample x4 / crop /
+    resize is applied as two small separable interpolation matrices, then the argmax with the 0.5
+    threshold, then (when the original image is at least as large as the resized one) a nearest
+    resize of the labels. The matrices are built once per image geometry and cached
+    (:func:`finish_geometry`), so every person of every image of that size reuses them.
+
+``plugin-v1`` (:func:`finish_plugin`)
+    The fused decode plugin already produced per-person part-label maps at the padded input
+    resolution (outputs ``scores``, ``num_instances``, ``part_maps`` (B, K, 4h, 4w) uint8, delivered packed as
+    int32 by TensorRT). They are cropped to the resized image and brought to the original size with the torch 'nearest' rule.
+
+``raw-v1`` (:func:`finish_raw`)
+    Network outputs only (``center_logits``, ``ins_feats``, ``sem_feats``); the category kernels come
+    from the model metadata or a ``seg_kernels`` output. Steps 1-4 run here in numpy
+    (:func:`decode_products`), then the products-v1 finishing.
+
+Never imports torch.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from .preprocess import ImageMeta, labels_to_original, nearest_index
+from .results import ParseResult
+
+__all__ = [
+    "PRODUCTS_OUTPUTS", "PLUGIN_OUTPUTS", "RAW_OUTPUTS",
+    "bilinear_matrix", "nearest_index", "FinishGeometry", "finish_geometry", "finish_instance",
+    "finish_products", "finish_plugin", "unpack_part_maps", "finish_raw", "decode_products", "center_peaks",
+]
+
+# Constants of the reference decode (uniparser_sdk.model.decode; repeated here to stay torch-free).
+NORM_EPS = 1e-12
+MASKNESS_EPS = 1e-5
+PART_THR = 0.5
+POS_THR = 0.5
+COUNT_THR = 0.1
+
+PRODUCTS_OUTPUTS = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
+PLUGIN_OUTPUTS = ("scores", "num_instances", "part_maps")
+RAW_OUTPUTS = ("center_logits", "ins_feats", "sem_feats")
+
+
+# --------------------------------------------------------------------------------------------
+# Interpolation operators (same numbers as uniparser_sdk.model.decode)
+# --------------------------------------------------------------------------------------------
+
+def bilinear_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size) float64 matrix of 1-D bilinear resizing, align_corners=False (torch's rule:
+    ``src = max((dst + 0.5) * in / out - 0.5, 0)``, the upper neighbour clamped to the last index)."""
+    dst = np.arange(out_size, dtype=np.float64)
+    src = np.maximum((dst + 0.5) * (in_size / out_size) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    i1 = np.minimum(i0 + 1, in_size - 1)
+    l1 = src - i0
+    mat = np.zeros((out_size, in_size), dtype=np.float64)
+    rows = np.arange(out_size)
+    np.add.at(mat, (rows, i0), 1.0 - l1)
+    np.add.at(mat, (rows, i1), l1)
+    return mat
+
+
+def _reach(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each input index j of an (out, in) operator: first and last output index with a non-zero
+    weight (``out`` / ``-1`` when none). Lets a box find the output span it reaches in O(box)."""
+    nz = mat != 0
+    any_ = nz.any(axis=0)
+    first = np.where(any_, nz.argmax(axis=0), mat.shape[0])
+    last = np.where(any_, mat.shape[0] - 1 - nz[::-1].argmax(axis=0), -1)
+    return first.astype(np.int64), last.astype(np.int64)
+
+
+def _band(mat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Banded form of an (out, in) interpolation operator: per output index the first input index with
+    a non-zero weight and the weights of the T inputs from there (T = widest band; trailing weights 0).
+    Same float32 values as the dense operator, so products agree with it."""
+    nz = mat != 0
+    any_ = nz.any(axis=1)
+    start = np.where(any_, nz.argmax(axis=1), 0).astype(np.int64)
+    stop = np.where(any_, mat.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+    t = max(1, int((stop - start).max(initial=1)))
+    cols = start[:, None] + np.arange(t)[None, :]
+    inside = cols < mat.shape[1]
+    weights = np.where(inside, np.take_along_axis(mat, np.minimum(cols, mat.shape[1] - 1), axis=1), 0)
+    return start, np.ascontiguousarray(weights.astype(mat.dtype))
+
+
+@dataclass(frozen=True)
+class FinishGeometry:
+    """Interpolation operators from the stride-4 feature grid to the original image, shared by all
+    persons of images with the same geometry (numpy twin of the torch ``FinishGeometry``).
+
+    ``rows`` (Hout, h) / ``cols`` (Wout, w) float32: Hout = H (original) when ``shrink``, else h'
+    (resized). In enlarge/equal mode the labels at (h', w') are then picked with ``near_rows`` /
+    ``near_cols``. The operators are also kept in banded form (``row_start``/``row_weights``,
+    ``col_start``/``col_weights``): each output row/column mixes at most T (2..~5) neighbouring
+    feature cells, so finishing costs O(C_kept * Y * X * T) instead of dense products over the box.
+    """
+
+    shrink: bool
+    rows: np.ndarray
+    cols: np.ndarray
+    near_rows: Optional[np.ndarray]
+    near_cols: Optional[np.ndarray]
+    row_first: np.ndarray
+    row_last: np.ndarray
+    col_first: np.ndarray
+    col_last: np.ndarray
+    row_start: np.ndarray
+    row_weights: np.ndarray
+    col_start: np.ndarray
+    col_weights: np.ndarray
+    ori_shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, feat_hw: Sequence[int], img_shape: Sequence[int], ori_shape: Sequence[int]) -> "FinishGeometry":
+        (h, w), (ih, iw), (oh, ow) = (tuple(int(v) for v in s) for s in (feat_hw, img_shape, ori_shape))
+        if min(h, w, ih, iw, oh, ow) <= 0:
+            raise ValueError(f"invalid geometry: features {(h, w)}, resized {(ih, iw)}, original {(oh, ow)}")
+        if ih > 4 * h or iw > 4 * w:
+            raise ValueError(f"resized image {(ih, iw)} larger than the upsampled features {(4 * h, 4 * w)}")
+        up_r = bilinear_matrix(4 * h, h)[:ih]  # upsample x4, then crop to the resized image
+        up_c = bilinear_matrix(4 * w, w)[:iw]
+        shrink = oh * ow < ih * iw
+        if shrink:
+            rows = (bilinear_matrix(oh, ih) @ up_r).astype(np.float32)
+            cols = (bilinear_matrix(ow, iw) @ up_c).astype(np.float32)
+            near_r = near_c = None
+        else:
+            rows, cols = up_r.astype(np.float32), up_c.astype(np.float32)
+            near_r, near_c = nearest_index(oh, ih), nearest_index(ow, iw)
+        rf, rl = _reach(rows)
+        cf, cl = _reach(cols)
+        rs, rw = _band(rows)
+        cs, cw = _band(cols)
+        arrays = (rows, cols, rf, rl, cf, cl, rs, rw, cs, cw) + ((near_r, near_c) if near_r is not None else ())
+        for a in arrays:
+            a.setflags(write=False)
+        return cls(shrink, rows, cols, near_r, near_c, rf, rl, cf, cl, rs, rw, cs, cw, (oh, ow))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_geometry(feat_hw, img_shape, ori_shape) -> FinishGeometry:
+    return FinishGeometry.build(feat_hw, img_shape, ori_shape)
+
+
+def finish_geometry(feat_hw: Sequence[int], img_shape: Sequence[int], ori_shape: Sequence[int]) -> FinishGeometry:
+    """:meth:`FinishGeometry.build`, cached per (feature size, resized size, original size): a video
+    or a folder of same-size photos builds its matrices once. Thread-safe (read-only arrays)."""
+    key = tuple(tuple(int(v) for v in s) for s in (feat_hw, img_shape, ori_shape))
+    return _cached_geometry(*key)
+
+
+def _span(first: np.ndarray, last: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+    """Output span [a, b) reached by input indices lo..hi-1 (b <= a when none)."""
+    return int(first[lo:hi].min()), int(last[lo:hi].max()) + 1
+
+
+def _zero_pad(z: np.ndarray, axis: int, t: int) -> np.ndarray:
+    """``t`` zeros on both sides of ``axis`` (np.pad is slow for small arrays)."""
+    shape = list(z.shape)
+    shape[axis] += 2 * t
+    zp = np.zeros(shape, dtype=z.dtype)
+    sl = [slice(None)] * z.ndim
+    sl[axis] = slice(t, t + z.shape[axis])
+    zp[tuple(sl)] = z
+    return zp
+
+
+def _apply_band(z: np.ndarray, start: np.ndarray, weights: np.ndarray, lo: int, axis: int) -> np.ndarray:
+    """Apply the banded operator rows ``start``/``weights`` (already cut to the wanted outputs) along
+    ``axis`` of ``z``, whose index 0 on that axis is input index ``lo``; inputs outside ``z`` are 0."""
+    t = weights.shape[1]
+    n = z.shape[axis]
+    zp = _zero_pad(z, axis, t)
+    out = None
+    for k in range(t):
+        idx = np.clip(start - lo + k + t, 0, n + 2 * t - 1)
+        shape = [1] * z.ndim
+        shape[axis] = -1
+        term = np.take(zp, idx, axis=axis) * weights[:, k].reshape(shape)
+        out = term if out is None else out + term
+    return out
+
+
+def finish_instance(mask: np.ndarray, cat_conf: np.ndarray, keep: np.ndarray, geo: FinishGeometry,
+                    ori_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Step 5 for one person: (h, w) binary mask, (C, h, w) category cosine maps, (C,) keep flags ->
+    (H, W) uint8 labels at the original size (0 background, c + 1 for category index c).
+
+    Same result as the torch reference ``finish_instance``: only the kept categories, only inside the
+    bounding box of the mask (the confidence is zero outside it), only the output rows/columns that box
+    reaches through the interpolation operators, which are applied in banded form.
+    """
+    H, W = geo.ori_shape if ori_shape is None else (int(ori_shape[0]), int(ori_shape[1]))
+    out = np.zeros((H, W), dtype=np.uint8)
+    cats = np.flatnonzero(np.asarray(keep).reshape(-1))
+    if cats.size == 0:
+        return out
+    m = np.asarray(mask).astype(bool, copy=False)
+    rows_any = np.flatnonzero(m.any(axis=1))
+    if rows_any.size == 0:
+        return out
+    cols_any = np.flatnonzero(m.any(axis=0))
+    y0, y1, x0, x1 = int(rows_any[0]), int(rows_any[-1]) + 1, int(cols_any[0]), int(cols_any[-1]) + 1
+    ry0, ry1 = _span(geo.row_first, geo.row_last, y0, y1)
+    rx0, rx1 = _span(geo.col_first, geo.col_last, x0, x1)
+    if ry1 <= ry0 or rx1 <= rx0:
+        return out  # the box lies entirely in the padding
+    z = cat_conf[cats, y0:y1, x0:x1].astype(np.float32, copy=False) * m[y0:y1, x0:x1]  # (Ck, hb, wb)
+    t = _apply_band(z, geo.col_start[rx0:rx1], geo.col_weights[rx0:rx1], x0, axis=2)  # (Ck, hb, X)
+    # rows, fused with the argmax over categories: one (Y, X) plane per kept category at a time
+    rstart, rweights = geo.row_start[ry0:ry1], geo.row_weights[ry0:ry1]
+    taps = rweights.shape[1]
+    tp = _zero_pad(t, 1, taps)
+    idx = [np.clip(rstart - y0 + k + taps, 0, tp.shape[1] - 1) for k in range(taps)]
+    wk = [rweights[:, k:k + 1] for k in range(taps)]
+    best = arg = None
+    for ci in range(cats.size):
+        plane = tp[ci]
+        conf = plane[idx[0]] * wk[0]
+        for k in range(1, taps):
+            conf = conf + plane[idx[k]] * wk[k]
+        if best is None:
+            best, arg = conf, np.zeros(conf.shape, dtype=np.uint8)
+        else:
+            better = conf > best  # strict: the lowest category wins ties, like torch's max
+            np.copyto(best, conf, where=better)
+            arg[better] = ci
+    labels = np.where(best > PART_THR, (cats + 1).astype(np.uint8)[arg], np.uint8(0)).astype(np.uint8)
+    if geo.shrink:
+        out[ry0:ry1, rx0:rx1] = labels
+        return out
+    # enlarge / equal: nearest on the labels; the source indices are monotonic, so the output rows
+    # (columns) that pick from [ry0, ry1) form one contiguous range
+    oy0, oy1 = np.searchsorted(geo.near_rows, [ry0, ry1])
+    ox0, ox1 = np.searchsorted(geo.near_cols, [rx0, rx1])
+    if oy1 > oy0 and ox1 > ox0:
+        out[oy0:oy1, ox0:ox1] = labels[geo.near_rows[oy0:oy1] - ry0][:, geo.near_cols[ox0:ox1] - rx0]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# products-v1
+# --------------------------------------------------------------------------------------------
+
+def _missing(outputs: Mapping[str, np.ndarray], names: Sequence[str], layout: str) -> None:
+    miss = [n for n in names if n not in outputs]
+    if miss:
+        raise ValueError(f"{layout} outputs {miss} missing; got {sorted(outputs)}")
+
+
+def _count(outputs, index: int, k: int, max_instances: Optional[int]) -> int:
+    n = int(np.asarray(outputs["num_instances"]).reshape(-1)[index])
+    n = max(0, min(n, k))
+    if max_instances is not None:
+        n = min(n, int(max_instances))
+    return n
+
+
+def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, index: int = 0,
+                    max_instances: Optional[int] = None, timings: Optional[dict] = None,
+                    source: Optional[str] = None) -> ParseResult:
+    """products-v1 outputs of a batch -> the :class:`ParseResult` of image ``index`` (see module doc).
+
+    ``classes``: class names or their number; ``max_instances`` keeps at most that many persons (the
+    best ones). Persons whose categories were all filtered keep an empty map, as in the reference.
+    """
+    _missing(outputs, ("scores", "num_instances", "instance_masks", "keep", "cat_conf"), "products-v1")
+    scores = np.asarray(outputs["scores"])[index]
+    masks = np.asarray(outputs["instance_masks"])[index]
+    keep = np.asarray(outputs["keep"])[index]
+    cat_conf = np.asarray(outputs["cat_conf"])[index]
+    n = _count(outputs, index, scores.shape[0], max_instances)
+    geo = finish_geometry(masks.shape[-2:], meta.img_shape, meta.ori_shape)
+    maps = [finish_instance(masks[i], cat_conf, keep[i], geo) for i in range(n)]
+    return ParseResult.from_label_maps(scores[:n].astype(np.float64), maps, classes,
+                                       image_shape=tuple(meta.ori_shape), timings=timings, source=source)
+
+
+# --------------------------------------------------------------------------------------------
+# plugin-v1
+# --------------------------------------------------------------------------------------------
+
+def unpack_part_maps(part_maps: np.ndarray) -> np.ndarray:
+    """The plugin declares ``part_maps`` as int32 (..., 4h, w) whose bytes are the uint8 labels
+    (..., 4h, 4w) (TensorRT plugins cannot output uint8); uint8 input is returned as is."""
+    a = np.ascontiguousarray(part_maps)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype.itemsize != 4 or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"packed part_maps must be int32 or uint8, got {a.dtype}")
+    return a.view(np.uint8).reshape(*a.shape[:-1], a.shape[-1] * 4)
+
+
+def finish_plugin(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, index: int = 0,
+                  max_instances: Optional[int] = None, timings: Optional[dict] = None,
+                  source: Optional[str] = None) -> ParseResult:
+    """plugin-v1 outputs (``scores`` (B, K), ``num_instances`` (B,), ``part_maps`` (B, K, 4h, 4w) uint8
+    labels at the padded input resolution, or int32 (B, K, 4h, w) packing them, see
+    :func:`unpack_part_maps`) -> the :class:`ParseResult` of image ``index``."""
+    _missing(outputs, PLUGIN_OUTPUTS, "plugin-v1")
+    scores = np.asarray(outputs["scores"])[index]
+    part_maps = unpack_part_maps(np.asarray(outputs["part_maps"])[index])
+    ih, iw = meta.img_shape
+    if part_maps.shape[-2] < ih or part_maps.shape[-1] < iw:
+        raise ValueError(f"plugin part maps {part_maps.shape[-2:]} smaller than the resized image {(ih, iw)}")
+    n = _count(outputs, index, scores.shape[0], max_instances)
+    maps = labels_to_original(part_maps[:n], meta) if n else []
+    return ParseResult.from_label_maps(scores[:n].astype(np.float64), maps, classes,
+                                       image_shape=tuple(meta.ori_shape), timings=timings, source=source)
+
+
+# --------------------------------------------------------------------------------------------
+# raw-v1: decode steps 1-4 in numpy
+# --------------------------------------------------------------------------------------------
+
+def _max_pool(x: np.ndarray, k: int, pad_before: int, pad_after: int) -> np.ndarray:
+    """2-D max over a k x k window, stride 1, -inf padding (torch's max_pool2d), output size
+    ``(H + pad_before + pad_after - k + 1)`` per side."""
+    p = np.pad(x, ((pad_before, pad_after), (pad_before, pad_after)), constant_values=-np.inf)
+    hh = p.shape[0] - k + 1
+    ww = p.shape[1] - k + 1
+    out = np.full((hh, ww), -np.inf, dtype=x.dtype)
+    for dy in range(k):
+        for dx in range(k):
+            np.maximum(out, p[dy:dy + hh, dx:dx + ww], out=out)
+    return out
+
+
+def center_peaks(center_logits: np.ndarray, ctr_score: float, max_instances: int):
+    """Step 1 in numpy: (S, S) or (1, S, S) logits -> (scores (K,), flat grid index (K,) -1 beyond the
+    count, count). Order: score descending, ties by ascending flat index (stable sort)."""
+    logits = np.asarray(center_logits, dtype=np.float32)
+    logits = logits.reshape(logits.shape[-2:])
+    s = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+    hmax2 = _max_pool(s, 2, 1, 1)[:-1, :-1]
+    h = s * (hmax2 == s).astype(np.float32)
+    hmax5 = _max_pool(h, 5, 2, 2)
+    peak = (hmax5 == h) & (h > np.float32(ctr_score))
+    flat = np.where(peak, h, np.float32(0)).ravel()
+    order = np.argsort(-flat, kind="stable")
+    k = int(max_instances)
+    count = int(min(int(peak.sum()), k, flat.size))
+    scores = np.zeros(k, dtype=np.float32)
+    idx = np.full(k, -1, dtype=np.int64)
+    idx[:count] = order[:count]
+    scores[:count] = flat[order[:count]]
+    return scores, idx, count
+
+
+def _normalize(x: np.ndarray, axis: int) -> np.ndarray:
+    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
+    return x / np.maximum(norm, np.float32(NORM_EPS))
+
+
+def decode_products(center_logits: np.ndarray, ins: np.ndarray, sem: np.ndarray, seg_kernels: np.ndarray,
+                    ctr_score: float, mask_thr: float, cate_score_thr: float, max_instances: int) -> dict:
+    """Steps 1-4 for one image in numpy (float32): raw head outputs -> the products-v1 tensors of
+    that image with a leading batch axis of 1 (``scores``, ``num_instances``, ``grid_index``,
+    ``instance_masks``, ``keep``, ``cat_conf``). Memory is O(K*P + C*P), never K*C*P."""
+    ins = np.asarray(ins, dtype=np.float32)
+    sem = np.asarray(sem, dtype=np.float32)
+    d, h, w = ins.shape
+    num_grid = int(np.asarray(center_logits).shape[-1])
+    scores, grid, count = center_peaks(center_logits, ctr_score, max_instances)
+    g = np.maximum(grid, 0)
+    feat_index = (g // num_grid * h) // num_grid * w + (g % num_grid * w) // num_grid
+    ins_flat = ins.reshape(d, h * w)
+    ins_n = _normalize(ins_flat, 0)
+    sem_n = _normalize(sem.reshape(d, h * w), 0)
+    kernels = ins_flat[:, feat_index].T  # (K, D) raw features
+    q_ins = _normalize(kernels, 1) @ ins_n  # (K, P)
+    q_cat = _normalize(np.asarray(seg_kernels, dtype=np.float32), 1) @ sem_n  # (C, P)
+    masks = (q_ins > np.float32(mask_thr)).astype(np.float32)
+    num = masks @ (q_cat * (q_cat > POS_THR)).T
+    den = masks @ (q_cat > COUNT_THR).astype(np.float32).T
+    valid = np.arange(max_instances) < count
+    keep = (num / (den + np.float32(MASKNESS_EPS)) > np.float32(cate_score_thr)) & valid[:, None]
+    masks = masks * valid[:, None]
+    return {
+        "scores": scores[None], "num_instances": np.array([count], dtype=np.int64),
+        "grid_index": grid[None], "instance_masks": masks.astype(np.uint8).reshape(1, -1, h, w),
+        "keep": keep.astype(np.uint8)[None], "cat_conf": q_cat.reshape(1, -1, h, w),
+    }
+
+
+def finish_raw(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, decode: Mapping[str, float],
+               seg_kernels: Optional[np.ndarray] = None, index: int = 0,
+               timings: Optional[dict] = None, source: Optional[str] = None) -> ParseResult:
+    """raw-v1 outputs -> the :class:`ParseResult` of image ``index``: numpy steps 1-4
+    (:func:`decode_products`) with ``decode`` = {ctr_score, mask_thr, cate_score_thr, max_instances},
+    then :func:`finish_products`. ``seg_kernels`` (C, D) default to an output of that name."""
+    _missing(outputs, RAW_OUTPUTS, "raw-v1")
+    if seg_kernels is None:
+        if "seg_kernels" not in outputs:
+            raise ValueError("raw-v1 model: category kernels (seg_kernels) found neither in the metadata "
+                             "nor among the outputs")
+        seg_kernels = np.asarray(outputs["seg_kernels"])
+        if seg_kernels.ndim == 3:
+            seg_kernels = seg_kernels[index]
+    prods = decode_products(np.asarray(outputs["center_logits"])[index], np.asarray(outputs["ins_feats"])[index],
+                            np.asarray(outputs["sem_feats"])[index], seg_kernels,
+                            float(decode["ctr_score"]), float(decode["mask_thr"]),
+                            float(decode["cate_score_thr"]), int(decode.get("max_instances", 100)))
+    return finish_products(prods, meta, classes, 0, timings=timings, source=source)

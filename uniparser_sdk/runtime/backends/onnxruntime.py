@@ -1,0 +1,138 @@
+"""ONNX Runtime backend (``.onnx``): numpy + onnxruntime only, never torch.
+
+Execution providers: ``device="cpu"`` -> CPU; ``"cuda"`` -> CUDA (error if this onnxruntime build has
+no CUDA provider, or if the session silently fell back to CPU); ``"auto"`` -> CUDA when available,
+else CPU. ``providers=[...]`` overrides the choice verbatim (names or ``(name, options)`` pairs).
+Which provider really runs is read back from the session (``providers``, ``device``).
+``InferenceSession.run`` is thread-safe, so one session serves all threads.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..._lazy import require
+from ...model_meta import PREFIX, ModelMeta
+from .base import Backend, InputConstraints, validate_batch, validate_decode_params
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxRuntimeBackend", "choose_providers"]
+
+_ORT_TO_NP = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+}
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
+                  "DmlExecutionProvider", "CoreMLExecutionProvider")
+
+
+def choose_providers(device: str, available: Sequence[str], providers=None) -> list:
+    """Execution providers to request for ``device`` given the ``available`` ones (pure function)."""
+    if providers is not None:
+        providers = list(providers)
+        if not providers:
+            raise ValueError("providers must not be empty")
+        names = [p[0] if isinstance(p, (tuple, list)) else p for p in providers]
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ValueError(f"execution provider(s) {unknown} not available in this onnxruntime build; "
+                             f"available: {list(available)}")
+        return providers
+    dev = _device_kind(device)
+    if dev == "cpu":
+        return ["CPUExecutionProvider"]
+    has_cuda = "CUDAExecutionProvider" in available
+    if dev == "cuda":
+        if not has_cuda:
+            raise RuntimeError("device='cuda' asked but this onnxruntime build has no CUDAExecutionProvider "
+                               f"(available: {list(available)}); install onnxruntime-gpu "
+                               "(pip install 'uniparser-sdk[gpu]') or use device='cpu'")
+        return [("CUDAExecutionProvider", {"device_id": _device_index(device)}), "CPUExecutionProvider"]
+    return (["CUDAExecutionProvider", "CPUExecutionProvider"] if has_cuda else ["CPUExecutionProvider"])
+
+
+def _device_kind(device: str) -> str:
+    d = str(device).lower()
+    if d in ("auto", "cpu", "cuda") or d.startswith("cuda:"):
+        return d.split(":")[0]
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def _device_index(device: str) -> int:
+    d = str(device).lower()
+    if d.startswith("cuda:"):
+        try:
+            return int(d.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"bad device {device!r}; use 'cuda:N'") from None
+    return 0
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path, device: str = "auto", providers=None, threads: Optional[int] = None,
+                 session_options=None, **_ignored):
+        ort = require("onnxruntime", "running .onnx models")
+        available = ort.get_available_providers()
+        requested = choose_providers(device, available, providers)
+        so = session_options or ort.SessionOptions()
+        if threads is not None and session_options is None:
+            so.intra_op_num_threads = int(threads)
+        try:
+            sess = ort.InferenceSession(str(path), sess_options=so, providers=requested)
+        except Exception as exc:  # invalid protobuf, unsupported op, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"onnxruntime cannot load {path}: {first}") from exc
+        props = dict(sess.get_modelmeta().custom_metadata_map)
+        meta = ModelMeta.from_props(props)
+        super().__init__(path, meta)
+        self._sess = sess
+        self._props = props
+        self.providers = list(sess.get_providers())
+        self.device = "cuda" if self.providers and self.providers[0] in _GPU_PROVIDERS else "cpu"
+        if self.device == "cuda" and self.providers[0] == "CUDAExecutionProvider":
+            self.device = f"cuda:{_device_index(device)}" if str(device).startswith("cuda:") else "cuda"
+        if _device_kind(device) == "cuda" and providers is None and not self.device.startswith("cuda"):
+            raise RuntimeError("device='cuda' asked but onnxruntime could not initialise the CUDA provider "
+                               "(missing CUDA/cuDNN libraries?) and fell back to CPU; use device='cpu' or "
+                               "fix the CUDA installation")
+        if _device_kind(device) == "auto" and "CUDAExecutionProvider" in requested and self.device == "cpu":
+            log.warning("onnxruntime: CUDA provider unavailable at run time, running on CPU")
+        self._inputs = {i.name: i for i in sess.get_inputs()}
+        self._output_names = [o.name for o in sess.get_outputs()]
+        if "images" not in self._inputs:
+            raise ValueError(f"{path}: the model has no 'images' input (inputs: {sorted(self._inputs)})")
+        self._image_dtype = _ORT_TO_NP.get(self._inputs["images"].type, np.float32)
+        self._seg_kernels = None
+        if PREFIX + "seg_kernels" in props:  # raw-v1 files may carry the category kernels as JSON
+            self._seg_kernels = np.asarray(json.loads(props[PREFIX + "seg_kernels"]), dtype=np.float32)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._output_names)
+
+    @property
+    def seg_kernels(self):
+        return self._seg_kernels
+
+    def input_constraints(self) -> InputConstraints:
+        shape = self._inputs["images"].shape  # entries are ints or symbolic names / None
+        b, _, h, w = (shape + [None] * 4)[:4]
+        fixed_hw = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
+        fixed_b = b if isinstance(b, int) and b > 0 else None
+        return InputConstraints(min_hw=fixed_hw, max_hw=fixed_hw, max_batch=fixed_b, fixed_batch=fixed_b)
+
+    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+        self._check_open()
+        feed = {"images": validate_batch(batch).astype(self._image_dtype, copy=False)}
+        if "decode_params" in self._inputs:
+            feed["decode_params"] = validate_decode_params(decode_params)
+        outs = self._sess.run(self._output_names, feed)
+        return dict(zip(self._output_names, outs))
+
+    def _release(self) -> None:
+        self._sess = None

@@ -1,0 +1,556 @@
+"""TensorRT backend (``.engine`` / ``.plan``), written against the TensorRT 10 Python API.
+
+- ``import tensorrt`` and the CUDA bindings (pycuda, else cuda-python) happen lazily in the constructor,
+  with a message naming the ``trt`` extra when they are missing.
+- The engine's sidecar ``<engine>.json`` (``{"format": "uniparser-trt-sidecar/1", "props": ModelMeta props,
+  "tensorrt_version", "compute_capability", "profile", "plugin", ...}`` written by
+  :mod:`uniparser_sdk.export.tensorrt_build`; ``"metadata"`` is accepted for ``"props"``) gives the model
+  metadata; before
+  deserialising, the TensorRT version and the GPU's compute capability are checked against it and a
+  mismatch is refused with a clear message (engines are tied to both).
+- One execution context and one explicit CUDA stream **per thread** (``threading.local``); per context,
+  device + page-locked host buffers are allocated once per input shape (small LRU) and reused.
+- Every call sets the input shape with ``context.set_input_shape`` and checks the result against the
+  optimisation profile (``engine.get_tensor_profile_shape(name, 0)``), then binds addresses with
+  ``set_tensor_address`` and runs ``execute_async_v3(stream)``.
+
+The pure logic (sidecar parsing, compatibility checks, profile checks/fitting, allocation sizes) is
+module-level and unit-tested without TensorRT; the rest runs in the GPU tests.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..._lazy import MissingDependency, require
+from ...model_meta import ModelMeta
+from .base import Backend, InputConstraints, validate_batch, validate_decode_params
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "TensorRTBackend", "EngineSidecar", "TensorProfile", "EngineCompatibilityError", "sidecar_path",
+    "read_sidecar", "check_compatibility", "parse_compute_capability", "check_input_shape",
+    "fit_to_profile", "allocation_plan", "tensor_nbytes",
+]
+
+BUFFER_CACHE_SHAPES = 4  # input shapes whose buffers each thread keeps
+
+
+class EngineCompatibilityError(RuntimeError):
+    """The engine was built for another TensorRT version or GPU architecture."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure logic (no tensorrt needed)
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TensorProfile:
+    """Optimisation-profile bounds of one input tensor (inclusive)."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self):
+        if not (len(self.min) == len(self.opt) == len(self.max)):
+            raise ValueError(f"profile ranks differ: min {self.min}, opt {self.opt}, max {self.max}")
+        if any(a > b for a, b in zip(self.min, self.max)):
+            raise ValueError(f"profile min {self.min} exceeds max {self.max}")
+
+    @classmethod
+    def parse(cls, value) -> "TensorProfile":
+        """``{"min": [...], "opt": [...], "max": [...]}`` or ``[min, opt, max]``."""
+        if isinstance(value, dict):
+            try:
+                mn, mx = value["min"], value["max"]
+            except KeyError as exc:
+                raise ValueError(f"profile entry needs 'min' and 'max': {value!r}") from exc
+            op = value.get("opt", mx)
+        elif isinstance(value, (list, tuple)) and len(value) == 3:
+            mn, op, mx = value
+        else:
+            raise ValueError(f"cannot read a profile from {value!r}")
+        return cls(tuple(int(v) for v in mn), tuple(int(v) for v in op), tuple(int(v) for v in mx))
+
+    def contains(self, shape: Sequence[int]) -> bool:
+        shape = tuple(int(v) for v in shape)
+        return len(shape) == len(self.min) and all(a <= s <= b for a, s, b in zip(self.min, shape, self.max))
+
+
+def parse_compute_capability(value) -> tuple[int, int]:
+    """``"8.6"``, ``"sm_86"``, ``"86"``, ``[8, 6]`` or ``(8, 6)`` -> (8, 6)."""
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    s = str(value).strip().lower()
+    if s.startswith("sm_"):
+        s = s[3:]
+    if "." in s:
+        a, b = s.split(".", 1)
+        return int(a), int(b)
+    if s.isdigit() and len(s) >= 2:
+        return int(s[:-1]), int(s[-1])
+    raise ValueError(f"cannot read a compute capability from {value!r}")
+
+
+def _version_tuple(v: str, n: int = 3) -> tuple[int, ...]:
+    parts = []
+    for p in str(v).split("."):
+        digits = "".join(ch for ch in p if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple((parts + [0] * n)[:n])
+
+
+@dataclass
+class EngineSidecar:
+    meta: ModelMeta
+    tensorrt_version: str
+    compute_capability: tuple[int, int]
+    profile: dict[str, TensorProfile] = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "sidecar") -> "EngineSidecar":
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        meta_key = "props" if "props" in d else "metadata"  # the builder writes "props"
+        missing = [k for k in (meta_key, "tensorrt_version", "compute_capability") if k not in d]
+        if missing:
+            raise ValueError(f"{source}: missing key(s) {missing}")
+        fmt = d.get("format")
+        if fmt is not None and not str(fmt).startswith("uniparser-trt-sidecar/"):
+            raise ValueError(f"{source}: not a UniParser engine sidecar (format {fmt!r})")
+        props = d[meta_key]
+        if not isinstance(props, dict):
+            raise ValueError(f"{source}: {meta_key!r} must be an object of ModelMeta properties")
+        meta = ModelMeta.from_props({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
+        prof = d.get("profile") or {}
+        if isinstance(prof, dict) and {"min", "max"} <= set(prof):
+            prof = {"images": prof}  # a bare profile is the images input's
+        if isinstance(prof, list):  # [{"images": {...}}] -- profile 0 is the one used
+            prof = prof[0] if prof else {}
+        if not isinstance(prof, dict):
+            raise ValueError(f"{source}: 'profile' must map input names to min/opt/max shapes")
+        profile = {str(k): TensorProfile.parse(v) for k, v in prof.items()}
+        return cls(meta, str(d["tensorrt_version"]), parse_compute_capability(d["compute_capability"]), profile, d)
+
+
+def sidecar_path(engine_path) -> Path:
+    """``model.engine`` -> ``model.engine.json`` (else ``model.json`` when only that exists)."""
+    p = Path(engine_path)
+    primary = p.with_name(p.name + ".json")
+    if primary.exists():
+        return primary
+    alt = p.with_suffix(".json")
+    return alt if alt.exists() else primary
+
+
+def read_sidecar(engine_path) -> EngineSidecar:
+    path = sidecar_path(engine_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TensorRT engine {engine_path} has no metadata sidecar {path}; "
+                                "engines exported by uniparser-export come with one")
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"cannot read engine sidecar {path}: {exc}") from exc
+    return EngineSidecar.from_dict(d, str(path))
+
+
+def check_compatibility(sidecar: EngineSidecar, trt_version: str, compute_capability) -> None:
+    """Refuse an engine built with another TensorRT (major.minor.patch) or for another GPU architecture.
+
+    Engines built with TensorRT's version-compatible or hardware-compatible options say so in the
+    sidecar (``"version_compatible": true``; ``"hardware_compatibility": "ampere_plus"``)."""
+    raw = sidecar.raw or {}
+    built, here = _version_tuple(sidecar.tensorrt_version), _version_tuple(trt_version)
+    if built != here:
+        if not (raw.get("version_compatible") and here[0] == built[0] and here >= built):
+            raise EngineCompatibilityError(
+                f"engine built with TensorRT {sidecar.tensorrt_version}, this is TensorRT {trt_version}: "
+                "TensorRT engines only run on the version that built them; rebuild the engine from the "
+                ".onnx file here (uniparser-export ... --tensorrt)")
+    cc_built = tuple(sidecar.compute_capability)
+    cc_here = parse_compute_capability(compute_capability)
+    hw = str(raw.get("hardware_compatibility", "none")).lower()
+    if hw in ("ampere_plus", "ampere+"):
+        if cc_here < (8, 0):
+            raise EngineCompatibilityError(f"engine built for Ampere or newer GPUs (sm_80+); this GPU is "
+                                           f"sm_{cc_here[0]}{cc_here[1]}")
+        return
+    if cc_built != cc_here:
+        raise EngineCompatibilityError(
+            f"engine built for compute capability {cc_built[0]}.{cc_built[1]}, this GPU is "
+            f"{cc_here[0]}.{cc_here[1]}: TensorRT engines are tied to the GPU architecture; rebuild the engine "
+            "on this machine from the .onnx file")
+
+
+def check_input_shape(name: str, shape: Sequence[int], profile: TensorProfile) -> None:
+    """Raise ValueError naming the offending dimension when ``shape`` lies outside ``profile``."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != len(profile.min):
+        raise ValueError(f"input {name!r}: rank {len(shape)} != engine rank {len(profile.min)}")
+    if not profile.contains(shape):
+        dims = ", ".join(f"dim {i}: {s} not in [{a}, {b}]" for i, (a, s, b)
+                         in enumerate(zip(profile.min, shape, profile.max)) if not a <= s <= b)
+        raise ValueError(f"input {name!r} shape {shape} outside the engine's optimisation profile "
+                         f"(min {profile.min}, max {profile.max}): {dims}; rebuild the engine with a "
+                         "larger profile or lower the input scale")
+
+
+def fit_to_profile(shape: Sequence[int], profile: TensorProfile, divisor: int = 32) -> tuple[int, ...]:
+    """Smallest (B, C, H, W) >= ``shape`` the profile accepts, H and W staying multiples of ``divisor``
+    (zero padding at the bottom/right and extra zero images are harmless). Raises ValueError when a
+    dimension exceeds the maximum."""
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != len(profile.min):
+        raise ValueError(f"rank {len(shape)} != profile rank {len(profile.min)}")
+    out = []
+    for i, (s, a) in enumerate(zip(shape, profile.min)):
+        t = max(s, a)
+        if i >= 2 and t != s and t % divisor:
+            t = -(-t // divisor) * divisor
+        out.append(t)
+    check_input_shape("images", out, profile)
+    return tuple(out)
+
+
+def tensor_nbytes(shape: Sequence[int], dtype) -> int:
+    shape = tuple(int(v) for v in shape)
+    if any(v < 0 for v in shape):
+        raise ValueError(f"shape {shape} still has dynamic (-1) dimensions; set all input shapes first")
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+def allocation_plan(tensors: Sequence[tuple[str, Sequence[int], Any]]) -> "OrderedDict[str, tuple]":
+    """(name, shape, numpy dtype) per I/O tensor -> {name: (shape, dtype, nbytes to allocate)}.
+    Zero-size tensors still get one byte (CUDA allocators refuse 0)."""
+    plan = OrderedDict()
+    for name, shape, dtype in tensors:
+        shape = tuple(int(v) for v in shape)
+        plan[name] = (shape, np.dtype(dtype), max(1, tensor_nbytes(shape, dtype)))
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA bindings: pycuda (preferred) or cuda-python
+# --------------------------------------------------------------------------------------------
+
+class _PyCuda:
+    name = "pycuda"
+
+    def __init__(self, device_index: int):
+        self.cuda = cuda = require("pycuda.driver", "the TensorRT backend")
+        cuda.init()
+        self.dev = cuda.Device(device_index)
+        self.ctx = self.dev.retain_primary_context()  # shared with TensorRT (runtime API)
+
+    def compute_capability(self) -> tuple[int, int]:
+        return tuple(self.dev.compute_capability())
+
+    @contextmanager
+    def active(self):
+        self.ctx.push()
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
+
+    def stream(self):
+        s = self.cuda.Stream()
+        return s, int(s.handle)
+
+    def alloc(self, nbytes: int):
+        mem = self.cuda.mem_alloc(int(nbytes))
+        return mem, int(mem)
+
+    def host(self, shape, dtype) -> np.ndarray:
+        return self.cuda.pagelocked_empty(tuple(shape), dtype)
+
+    def htod(self, dev_mem, host: np.ndarray, stream) -> None:
+        self.cuda.memcpy_htod_async(dev_mem, host, stream)
+
+    def dtoh(self, host: np.ndarray, dev_mem, stream) -> None:
+        self.cuda.memcpy_dtoh_async(host, dev_mem, stream)
+
+    def sync(self, stream) -> None:
+        stream.synchronize()
+
+    def free(self, dev_mem) -> None:
+        dev_mem.free()
+
+    def free_stream(self, stream) -> None:
+        pass  # pycuda streams are released with their Python object
+
+    def close(self) -> None:
+        try:
+            self.ctx.detach()
+        except Exception:  # pragma: no cover - already released
+            pass
+
+
+class _CudaPython:
+    name = "cuda-python"
+
+    def __init__(self, device_index: int):
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            cudart = require("cuda.cudart", "the TensorRT backend")
+        self.rt = cudart
+        self.index = device_index
+        self._check(cudart.cudaSetDevice(device_index))
+
+    def _check(self, res):
+        err = res[0] if isinstance(res, tuple) else res
+        if int(err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+        return res[1] if isinstance(res, tuple) and len(res) == 2 else res
+
+    def compute_capability(self) -> tuple[int, int]:
+        prop = self._check(self.rt.cudaGetDeviceProperties(self.index))
+        return int(prop.major), int(prop.minor)
+
+    @contextmanager
+    def active(self):
+        self._check(self.rt.cudaSetDevice(self.index))
+        yield
+
+    def stream(self):
+        s = self._check(self.rt.cudaStreamCreate())
+        return s, int(s)
+
+    def alloc(self, nbytes: int):
+        ptr = self._check(self.rt.cudaMalloc(int(nbytes)))
+        return ptr, int(ptr)
+
+    def host(self, shape, dtype) -> np.ndarray:
+        return np.empty(tuple(shape), dtype)  # pageable; the copies are then synchronous
+
+    def htod(self, dev_mem, host, stream) -> None:
+        self._check(self.rt.cudaMemcpyAsync(dev_mem, host.ctypes.data, host.nbytes,
+                                            self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+
+    def dtoh(self, host, dev_mem, stream) -> None:
+        self._check(self.rt.cudaMemcpyAsync(host.ctypes.data, dev_mem, host.nbytes,
+                                            self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+
+    def sync(self, stream) -> None:
+        self._check(self.rt.cudaStreamSynchronize(stream))
+
+    def free(self, dev_mem) -> None:
+        self.rt.cudaFree(dev_mem)
+
+    def free_stream(self, stream) -> None:
+        self.rt.cudaStreamDestroy(stream)
+
+    def close(self) -> None:
+        pass
+
+
+def _cuda_bindings(device_index: int):
+    try:
+        return _PyCuda(device_index)
+    except MissingDependency as first:
+        try:
+            return _CudaPython(device_index)
+        except MissingDependency:
+            raise first from None
+
+
+# --------------------------------------------------------------------------------------------
+# The backend
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Buffers:
+    shape: tuple
+    host: dict  # name -> page-locked numpy array
+    device: dict  # name -> (allocation, int pointer)
+
+
+class _ThreadState:
+    def __init__(self, context, stream, handle):
+        self.context = context
+        self.stream = stream
+        self.handle = handle
+        self.buffers: "OrderedDict[tuple, _Buffers]" = OrderedDict()
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, path, device: str = "auto", providers=None, **_ignored):
+        d = str(device).lower()
+        if d == "cpu":
+            raise ValueError("TensorRT engines run on a CUDA GPU only; use the .onnx model for device='cpu'")
+        if not (d in ("auto", "cuda") or d.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cuda' or 'cuda:N', got {device!r}")
+        index = int(d.split(":", 1)[1]) if d.startswith("cuda:") else 0
+        sidecar = read_sidecar(path)  # before any heavy import: clear errors first
+        trt = require("tensorrt", "running TensorRT engines")
+        cuda = _cuda_bindings(index)
+        try:
+            check_compatibility(sidecar, trt.__version__, cuda.compute_capability())
+            super().__init__(path, sidecar.meta)
+            self.sidecar = sidecar
+            self._trt = trt
+            self._cuda = cuda
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            trt.init_libnvinfer_plugins(self._logger, "")
+            if sidecar.meta.layout == "plugin-v1":
+                self._load_plugin_library()
+            with cuda.active():
+                self._runtime = trt.Runtime(self._logger)
+                self._engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
+            if self._engine is None:
+                raise RuntimeError(f"TensorRT could not deserialise {path} (see the TensorRT log above)")
+            self._inputs, self._outputs, self._dtypes = [], [], {}
+            for i in range(self._engine.num_io_tensors):
+                name = self._engine.get_tensor_name(i)
+                is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+                (self._inputs if is_input else self._outputs).append(name)
+                self._dtypes[name] = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
+            if "images" not in self._inputs:
+                raise ValueError(f"{path}: engine has no 'images' input (inputs: {self._inputs})")
+            self._profiles = {n: TensorProfile(*(tuple(int(v) for v in s)
+                                                  for s in self._engine.get_tensor_profile_shape(n, 0)))
+                              for n in self._inputs if -1 in tuple(self._engine.get_tensor_shape(n))}
+            if "images" not in self._profiles:  # static input shape
+                fixed = tuple(int(v) for v in self._engine.get_tensor_shape("images"))
+                self._profiles["images"] = TensorProfile(fixed, fixed, fixed)
+            self.device = f"cuda:{index}" if d.startswith("cuda:") else "cuda"
+            self.providers = [f"TensorRT {trt.__version__}", cuda.name]
+        except BaseException:
+            cuda.close()
+            raise
+        self._local = threading.local()
+        self._states: list[_ThreadState] = []  # every thread's state, for close()
+        self._states_lock = threading.Lock()
+
+    def _load_plugin_library(self) -> None:
+        """Register the UniParserDecode plugin (plugin-v1 engines): the library named in the sidecar,
+        looked up next to the engine, else ``UNIPARSER_TRT_PLUGIN`` / ``kernels/build``."""
+        from ... import kernels
+
+        info = self.sidecar.raw.get("plugin") or {}
+        lib = info.get("library") if isinstance(info, dict) else None
+        path = None
+        if lib:
+            cand = Path(lib) if Path(lib).is_absolute() else Path(self.path).parent / lib
+            path = cand if cand.is_file() else None
+        kernels.load_trt_plugin(path)
+
+    # ---- shapes --------------------------------------------------------------------------------
+
+    def input_constraints(self) -> InputConstraints:
+        p = self._profiles["images"]
+        return InputConstraints(min_hw=(p.min[2], p.min[3]), max_hw=(p.max[2], p.max[3]), max_batch=p.max[0],
+                                fixed_batch=p.min[0] if p.min[0] == p.max[0] else None)
+
+    # ---- per-thread state ----------------------------------------------------------------------
+
+    def _state(self) -> _ThreadState:
+        st = getattr(self._local, "state", None)
+        if st is None:
+            with self._cuda.active():
+                context = self._engine.create_execution_context()
+                if context is None:
+                    raise RuntimeError("TensorRT could not create an execution context (out of GPU memory?)")
+                stream, handle = self._cuda.stream()
+            st = _ThreadState(context, stream, handle)
+            self._local.state = st
+            with self._states_lock:
+                self._states.append(st)
+        return st
+
+    def _buffers(self, st: _ThreadState, shapes: dict) -> _Buffers:
+        key = tuple(sorted((n, tuple(s)) for n, s in shapes.items()))
+        buf = st.buffers.get(key)
+        if buf is not None:
+            st.buffers.move_to_end(key)
+            return buf
+        ctx = st.context
+        for name, shape in shapes.items():
+            if not ctx.set_input_shape(name, tuple(int(v) for v in shape)):
+                prof = self._profiles.get(name)
+                if prof is not None:
+                    check_input_shape(name, shape, prof)  # raises with the details
+                raise ValueError(f"TensorRT refused input shape {tuple(shape)} for {name!r}")
+        tensors = [(n, shapes[n], self._dtypes[n]) for n in self._inputs]
+        tensors += [(n, tuple(ctx.get_tensor_shape(n)), self._dtypes[n]) for n in self._outputs]
+        plan = allocation_plan(tensors)
+        host, dev = {}, {}
+        for name, (shape, dtype, nbytes) in plan.items():
+            host[name] = self._cuda.host(shape, dtype)
+            dev[name] = self._cuda.alloc(nbytes)
+        buf = _Buffers(key, host, dev)
+        st.buffers[key] = buf
+        while len(st.buffers) > BUFFER_CACHE_SHAPES:
+            _, old = st.buffers.popitem(last=False)
+            self._free_buffers(old)
+        return buf
+
+    def _free_buffers(self, buf: _Buffers) -> None:
+        for mem, _ in buf.device.values():
+            try:
+                self._cuda.free(mem)
+            except Exception:  # pragma: no cover
+                pass
+        buf.device.clear()
+        buf.host.clear()
+
+    # ---- inference -----------------------------------------------------------------------------
+
+    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+        self._check_open()
+        feeds = {"images": validate_batch(batch)}
+        if "decode_params" in self._inputs:
+            feeds["decode_params"] = validate_decode_params(decode_params)
+        unknown = [n for n in self._inputs if n not in feeds]
+        if unknown:
+            raise ValueError(f"engine input(s) {unknown} are not fed by this SDK")
+        check_input_shape("images", feeds["images"].shape, self._profiles["images"])
+        with self._cuda.active():
+            st = self._state()
+            buf = self._buffers(st, {n: a.shape for n, a in feeds.items()})
+            ctx = st.context
+            for name, arr in feeds.items():  # the shapes of this key were set in _buffers; set again,
+                ctx.set_input_shape(name, arr.shape)  # another key may have been used since
+                np.copyto(buf.host[name], arr, casting="same_kind")
+                self._cuda.htod(buf.device[name][0], buf.host[name], st.stream)
+            for name, (_, ptr) in buf.device.items():
+                ctx.set_tensor_address(name, ptr)
+            if not ctx.execute_async_v3(st.handle):
+                raise RuntimeError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+            for name in self._outputs:
+                self._cuda.dtoh(buf.host[name], buf.device[name][0], st.stream)
+            self._cuda.sync(st.stream)
+            return {name: np.array(buf.host[name]) for name in self._outputs}  # copies: buffers are reused
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        with self._cuda.active():
+            with self._states_lock:
+                states, self._states = self._states, []
+            for st in states:
+                for buf in st.buffers.values():
+                    self._free_buffers(buf)
+                st.buffers.clear()
+                st.context = None
+                self._cuda.free_stream(st.stream)
+            self._engine = None
+            self._runtime = None
+        self._cuda.close()

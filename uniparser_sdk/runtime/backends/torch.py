@@ -1,0 +1,88 @@
+"""PyTorch backend (``.pth`` / ``.pt`` checkpoints: ours or the official mmdetection ones).
+
+Loads the checkpoint with :func:`uniparser_sdk.model.checkpoint.load_model` and runs the same
+:class:`~uniparser_sdk.export.graph_decode.EndToEnd` module that is exported to ONNX, so its outputs
+follow the products-v1 contract and go through the very same numpy finishing as the ONNX and TensorRT
+backends: identical results objects from all three.
+
+On CUDA the same module runs on the GPU (decode steps 1-4 as batched torch operations; the per-person
+finishing stays the shared numpy step). The fused CUDA decode op (:mod:`uniparser_sdk.kernels.torch_op`)
+is not wired in yet: its Python entry point did not exist when this backend was written. torch is
+imported lazily, only when this backend is constructed.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Optional
+
+import numpy as np
+
+from ..._lazy import require
+from ...classes import classes_for
+from ...model_meta import LAYOUT_PRODUCTS, ModelMeta
+from .base import Backend, validate_batch, validate_decode_params
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TorchBackend"]
+
+
+def _resolve_device(torch, device: str) -> str:
+    d = str(device).lower()
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d == "cpu":
+        return "cpu"
+    if d == "cuda" or d.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} asked but torch sees no CUDA GPU "
+                               f"(torch {torch.__version__}); use device='cpu'")
+        return d
+    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, path, device: str = "auto", providers=None, max_instances: Optional[int] = None,
+                 config=None, **_ignored):
+        torch = require("torch", "running .pth checkpoints")
+        from ...export.graph_decode import EndToEnd
+        from ...model.checkpoint import load_model
+        from ... import __version__
+
+        self._torch = torch
+        dev = _resolve_device(torch, device)
+        model, info = load_model(path, config=config, device=dev)
+        cfg = info["config"]
+        decode = asdict(cfg.decode)
+        k = int(max_instances) if max_instances else int(decode.get("max_instances", 100))
+        decode["max_instances"] = k
+        meta = ModelMeta(layout=LAYOUT_PRODUCTS, config=cfg.to_dict(), classes=list(classes_for(cfg.num_classes)),
+                         decode=decode, sdk_version=__version__, source_sha256=info["sha256"],
+                         source_format=info["format"], precision="fp32")
+        super().__init__(path, meta)
+        self.info = info
+        self.model = model
+        self.end_to_end = EndToEnd(model, k).to(dev).eval()
+        self.device = dev
+        where = "cuda" if dev.startswith("cuda") else "cpu"
+        self.providers = [f"torch {torch.__version__} ({where})"]
+
+    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+        self._check_open()
+        torch = self._torch
+        x = torch.from_numpy(validate_batch(batch)).to(self.device, non_blocking=True)
+        p = torch.from_numpy(validate_decode_params(decode_params)).to(self.device)
+        with torch.inference_mode():
+            outs = self.end_to_end(x, p)
+        names = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
+        return {n: o.detach().cpu().numpy() for n, o in zip(names, outs)}
+
+    def _release(self) -> None:
+        dev = self.device
+        self.model = None
+        self.end_to_end = None
+        if dev.startswith("cuda"):
+            self._torch.cuda.empty_cache()
