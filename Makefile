@@ -18,6 +18,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: venv
+	$(PY) -m uniparser_sdk.kernels.build --cuda-check
 	$(PY) -m pytest -q tests
 
 test-gpu: venv

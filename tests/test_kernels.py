@@ -1,0 +1,380 @@
+"""Fused decode kernels: the C++ CPU twin (built here with g++) against the specification
+(uniparser_sdk.model.decode.decode_single), the CUDA source compiled with nvcc, and (GPU machines only) the
+CUDA op against the specification."""
+from __future__ import annotations
+
+import ctypes
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from uniparser_sdk.kernels import (PLUGIN_ATTRIBUTES, PLUGIN_INPUTS, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_OUTPUTS,
+                                   PLUGIN_VERSION, unpack_part_maps)
+from uniparser_sdk.kernels import build as kbuild
+from uniparser_sdk.kernels.cpu import DecodeError, decode_cpu, load_library, peaks_cpu
+from uniparser_sdk.model.configs import DecodeConfig
+from uniparser_sdk.model.decode import decode_single
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+def structured_scene(seed, S=16, D=16, h=24, w=32, C=7, persons=3, parts=3):
+    """Random scene in which persons and categories survive: each person's region has its instance features
+    boosted along one random direction, sub-regions have semantic features boosted along a seg kernel."""
+    rng = np.random.default_rng(seed)
+    sd = 1.0 / np.sqrt(D)
+    ins = rng.normal(0, sd, (D, h, w)).astype(np.float32)
+    sem = rng.normal(0, sd, (D, h, w)).astype(np.float32)
+    seg = rng.normal(0, 1, (C, D)).astype(np.float32)
+    logits = rng.normal(-6, 0.5, (S, S)).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for _ in range(persons):
+        cy, cx = int(rng.integers(h // 5, h - h // 5)), int(rng.integers(w // 5, w - w // 5))
+        ry, rx = int(rng.integers(max(h // 6, 2), h // 3 + 1)), int(rng.integers(max(w // 8, 2), w // 4 + 1))
+        reg = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        e = rng.normal(0, 1, D).astype(np.float32)
+        ins[:, reg] += 1.5 * (e / np.linalg.norm(e))[:, None]
+        for c in rng.choice(C, parts, replace=False):
+            oy, ox = rng.integers(-ry // 2, ry // 2 + 1), rng.integers(-rx // 2, rx // 2 + 1)
+            sub = reg & ((((yy - cy - oy) / max(ry / 2, 1)) ** 2 + ((xx - cx - ox) / max(rx / 2, 1)) ** 2) <= 1)
+            sem[:, sub] += float(rng.uniform(1.5, 3.0)) * (seg[c] / np.linalg.norm(seg[c]))[:, None]
+        logits[min(S - 1, cy * S // h), min(S - 1, cx * S // w)] = float(rng.uniform(1, 3))
+    return logits, ins, sem, seg
+
+
+def two_person_scene():
+    """Hand-built: two overlapping persons (instance channels 0 and 1, both in the overlap), four part classes
+    and a fifth class present everywhere in person A's lower half at cosine ~0.33 only (counted in the maskness
+    denominator, never in the numerator: dropped)."""
+    S, D, h, w, C = 10, 8, 16, 20, 5
+    ins = np.zeros((D, h, w), np.float32)
+    ins[7] = 1.0  # background direction
+    a = np.zeros((h, w), bool)
+    a[2:11, 2:11] = True
+    b = np.zeros((h, w), bool)
+    b[6:15, 8:18] = True
+    ins[7][a | b] = 0.0
+    ins[0][a] = 1.0
+    ins[1][b] = 1.0
+    eye = np.eye(D, dtype=np.float32)
+    seg = np.stack([eye[2], eye[3], eye[4], eye[5], eye[6]])
+    sem = np.zeros((D, h, w), np.float32)
+    sem[0] = 1.0  # background: orthogonal to every class
+    rows = np.arange(h)[:, None] * np.ones((1, w), int)
+    for mask, upper, lower, split in ((a, 0, 1, 6), (b, 2, 3, 10)):
+        up = mask & (rows < split)
+        lo = mask & (rows >= split)
+        sem[:, up] = seg[upper][:, None]
+        sem[:, lo] = seg[lower][:, None]
+    lo_a = a & (rows >= 6) & ~b
+    sem[:, lo_a] = (seg[1] + 0.35 * seg[4])[:, None]  # class 4 at cosine 0.33 in A's lower half
+    # vary the directions a little (background channel 0) so that the cosines are not exactly flat
+    sem[0] += 0.2 * (1.0 + np.sin(np.arange(w)))[None, :] * (1.0 + 0.5 * np.cos(np.arange(h)))[:, None]
+    logits = np.full((S, S), -8.0, np.float32)
+    logits[4, 3] = 2.0  # -> feature cell (6, 6): person A only
+    logits[7, 6] = 1.5  # -> feature cell (11, 12): person B only
+    return logits, ins, sem, seg
+
+
+def run_both(logits, ins, sem, seg, img, ori, ctr=0.2, mask_thr=0.5, cate=0.3, k=10, max_maps=None):
+    cfg = DecodeConfig(ctr_score=ctr, mask_thr=mask_thr, cate_score_thr=cate, max_instances=k)
+    ref = decode_single(torch.from_numpy(np.asarray(logits))[None], torch.from_numpy(ins), torch.from_numpy(sem),
+                        torch.from_numpy(seg), img, ori, cfg)
+    out = decode_cpu(logits, ins, sem, seg, img, ori, ctr, mask_thr, cate, k, max_maps=max_maps)
+    return ref, out
+
+
+def assert_same(ref, out):
+    assert out["count"] == ref.count
+    np.testing.assert_array_equal(out["grid_index"], ref.grid_index.numpy())
+    np.testing.assert_allclose(out["scores"], ref.scores.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(out["keep"], ref.keep.numpy())
+    maps = ref.part_maps.numpy()
+    assert out["part_maps"].dtype == np.uint8
+    assert out["part_maps"].shape == maps.shape
+    diff = int((out["part_maps"] != maps).sum())
+    assert diff == 0, f"{diff} label pixels differ"
+
+
+GEOMETRIES = [
+    ((90, 120), (90, 120)),    # identity
+    ((90, 120), (45, 61)),     # shrink (bilinear before the argmax)
+    ((90, 120), (200, 260)),   # enlarge (nearest on labels)
+    ((96, 128), (96, 128)),    # no crop
+    ((70, 101), (33, 47)),     # crop + shrink
+    ((90, 120), (120, 60)),    # fewer pixels: shrink mode, but rows grow
+    ((90, 120), (60, 190)),    # more pixels: enlarge mode, but rows shrink under nearest
+]
+
+
+@pytest.fixture(scope="module")
+def lib():
+    return load_library()
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+def test_library_builds_and_caches(lib):
+    assert lib.uniparser_decode_abi_version() == 1
+    p1 = kbuild.build_cpu()
+    p2 = kbuild.build_cpu()
+    assert p1 == p2 and p1.is_file()
+
+
+def test_rebuild_on_source_change(tmp_path, monkeypatch):
+    # the cache logic on a tiny stand-in source (fast): same sources -> same library, changed -> rebuilt
+    src = tmp_path / "kernels"
+    src.mkdir()
+    for name in kbuild.CPU_HEADERS:
+        shutil.copy(kbuild.KERNELS_DIR / name, src / name)
+    (src / "uniparser_decode_cpu.cpp").write_text(
+        '#include "uniparser_decode.h"\nextern "C" int uniparser_decode_abi_version(void) { return 1; }\n')
+    monkeypatch.setenv("UNIPARSER_KERNELS_DIR", str(src))
+    monkeypatch.setenv("UNIPARSER_KERNELS_BUILD_DIR", str(tmp_path / "build"))
+    a = kbuild.build_cpu()
+    assert a.parent == tmp_path / "build" and kbuild.build_cpu() == a
+    with open(src / "uniparser_decode_cpu.cpp", "a") as f:
+        f.write("// changed\n")
+    b = kbuild.build_cpu()
+    assert a != b and a.is_file() and b.is_file()
+    assert ctypes.CDLL(str(b)).uniparser_decode_abi_version() == 1
+
+
+@pytest.mark.parametrize("img,ori", GEOMETRIES)
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_random_structured_matches_reference(seed, img, ori):
+    ref, out = run_both(*structured_scene(seed), img, ori)
+    assert ref.count >= 1
+    assert_same(ref, out)
+
+
+def test_random_scenes_are_not_trivial():
+    kept = labelled = 0
+    for seed in range(4):
+        ref, out = run_both(*structured_scene(seed), (90, 120), (90, 120))
+        kept += int(out["keep"].sum())
+        labelled += int((out["part_maps"] > 0).sum())
+    assert kept >= 8 and labelled > 1000
+
+
+@pytest.mark.parametrize("seed", [10, 11])
+def test_random_larger_features(seed):
+    scene = structured_scene(seed, S=40, D=32, h=50, w=84, C=20, persons=4, parts=5)
+    ref, out = run_both(*scene, (200, 333), (400, 666), k=20)
+    assert_same(ref, out)
+    ref, out = run_both(*scene, (200, 333), (150, 250), k=20)
+    assert_same(ref, out)
+
+
+@pytest.mark.parametrize("img,ori", [((60, 75), (60, 75)), ((60, 75), (30, 37)), ((60, 75), (120, 150)),
+                                     ((64, 80), (70, 40)), ((60, 75), (50, 100))])
+def test_two_overlapping_persons(img, ori):
+    scene = two_person_scene()
+    ref, out = run_both(*scene, img, ori)
+    assert_same(ref, out)
+    assert out["count"] == 2
+    keep = out["keep"]
+    assert keep[0, 0] and keep[0, 1] and not keep[0, 4]  # class 4 (maskness ~0) dropped
+    assert keep[1, 2] and keep[1, 3]
+    maps = out["part_maps"]
+    assert {1, 2} <= set(np.unique(maps[0]).tolist()) and 5 not in maps[0]
+    assert {3, 4} <= set(np.unique(maps[1]).tolist()) and not ({1, 5} & set(np.unique(maps[1]).tolist()))
+    assert ((maps[0] > 0) & (maps[1] > 0)).any()  # the overlap belongs to both persons
+
+
+def test_category_dropped_below_maskness_threshold():
+    logits, ins, sem, seg = two_person_scene()
+    for cate in (0.3, 0.9, 1.0):
+        ref, out = run_both(logits, ins, sem, seg, (60, 75), (60, 75), cate=cate)
+        assert_same(ref, out)
+    assert not out["keep"].any() and not out["part_maps"].any()  # all dropped (maskness < 1), persons kept
+    assert out["count"] == 2
+
+
+def test_no_person():
+    logits, ins, sem, seg = two_person_scene()
+    logits = np.full_like(logits, -10.0)
+    ref, out = run_both(logits, ins, sem, seg, (60, 75), (30, 40))
+    assert_same(ref, out)
+    assert out["count"] == 0 and out["part_maps"].shape == (0, 30, 40)
+    assert (out["grid_index"] == -1).all() and not out["scores"].any()
+    out = decode_cpu(logits, ins, sem, seg, (60, 75), (30, 40), 0.2, 0.5, 0.3, 10, max_maps=3)
+    assert out["part_maps"].shape == (3, 30, 40) and not out["part_maps"].any()
+
+
+@pytest.mark.parametrize("img,ori", [((1, 1), (1, 1)), ((1, 1), (3, 2)), ((4, 4), (1, 1)), ((3, 2), (1, 1))])
+def test_one_by_one(img, ori):
+    D, C = 4, 3
+    ins = np.zeros((D, 1, 1), np.float32)
+    ins[0] = 1.0
+    sem = np.zeros((D, 1, 1), np.float32)
+    sem[1, 0, 0], sem[2, 0, 0] = 0.9, 0.2
+    seg = np.eye(C, D, k=1, dtype=np.float32)  # class 0 along channel 1, class 1 along channel 2, ...
+    logits = np.full((1, 1), 3.0, np.float32)
+    ref, out = run_both(logits, ins, sem, seg, img, ori)
+    assert_same(ref, out)
+    assert out["count"] == 1 and (out["part_maps"] == 1).all()
+
+
+def test_k_smaller_than_peaks_and_ties():
+    S, D, h, w, C = 12, 8, 12, 12, 3
+    rng = np.random.default_rng(5)
+    ins = rng.normal(0, 0.3, (D, h, w)).astype(np.float32)
+    sem = rng.normal(0, 0.3, (D, h, w)).astype(np.float32)
+    seg = rng.normal(0, 1, (C, D)).astype(np.float32)
+    logits = np.full((S, S), -8.0, np.float32)
+    cells = [(1, 1), (1, 7), (6, 3), (6, 9), (10, 5)]
+    for y, x in cells:
+        logits[y, x] = 2.0  # five tied peaks
+    logits[10, 5] = 2.5     # one higher
+    for k in (1, 2, 3, 4, 5, 6, 10):
+        ref, out = run_both(logits, ins, sem, seg, (48, 48), (48, 48), k=k)
+        assert_same(ref, out)
+        expected = [10 * S + 5] + [y * S + x for y, x in cells[:4]]  # score desc, ties by flat index
+        n = min(k, 5)
+        assert out["count"] == n
+        assert list(out["grid_index"][:n]) == expected[:n]
+    scores, grid, count = peaks_cpu(logits, 0.2, 3)
+    assert count == 3 and list(grid) == expected[:3]
+
+
+def test_adjacent_equal_peaks():
+    # equal scores next to each other: 2x2 and 5x5 tests with ties, identical to the reference
+    S = 8
+    logits = np.full((S, S), -5.0, np.float32)
+    logits[3, 3] = logits[3, 4] = logits[4, 3] = 1.0
+    logits[6, 6] = 1.0
+    scene = structured_scene(3, S=S, D=8, h=16, w=16, C=4, persons=0)
+    ref, out = run_both(logits, *scene[1:], (60, 60), (60, 60))
+    assert_same(ref, out)
+
+
+@pytest.mark.parametrize("max_maps", [0, 1, 2, 5])
+def test_max_maps(max_maps):
+    scene = structured_scene(1)
+    ref, out = run_both(*scene, (90, 120), (60, 80), max_maps=max_maps)
+    n = min(ref.count, max_maps)
+    assert out["part_maps"].shape == (max_maps, 60, 80)
+    np.testing.assert_array_equal(out["part_maps"][:n], ref.part_maps.numpy()[:n])
+    assert not out["part_maps"][n:].any()
+
+
+def test_input_forms():
+    logits, ins, sem, seg = structured_scene(2)
+    a = decode_cpu(logits, ins, sem, seg, (90, 120), (90, 120), 0.2, 0.5, 0.3, 10)
+    b = decode_cpu(logits[None].astype(np.float64), np.asfortranarray(ins), sem.astype(np.float64), seg,
+                   [90, 120], np.array([90, 120]), 0.2, 0.5, 0.3, 10)
+    for key in ("scores", "grid_index", "keep", "part_maps"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_python_errors():
+    logits, ins, sem, seg = structured_scene(0)
+    args = (0.2, 0.5, 0.3, 10)
+    with pytest.raises(ValueError, match="same shape"):
+        decode_cpu(logits, ins, sem[:, :-1], seg, (90, 120), (90, 120), *args)
+    with pytest.raises(ValueError, match="seg_kernels"):
+        decode_cpu(logits, ins, sem, seg[:, :-1], (90, 120), (90, 120), *args)
+    with pytest.raises(ValueError, match="larger than the upsampled"):
+        decode_cpu(logits, ins, sem, seg, (97, 120), (90, 120), *args)
+    with pytest.raises(ValueError, match="square"):
+        decode_cpu(logits[:, :-1], ins, sem, seg, (90, 120), (90, 120), *args)
+    with pytest.raises(ValueError, match="255"):
+        decode_cpu(logits, ins, sem, np.ones((256, ins.shape[0]), np.float32), (90, 120), (90, 120), *args)
+    with pytest.raises(ValueError, match="NaN"):
+        decode_cpu(logits, ins, sem, seg, (90, 120), (90, 120), float("nan"), 0.5, 0.3, 10)
+    with pytest.raises(ValueError, match="max_instances"):
+        decode_cpu(logits, ins, sem, seg, (90, 120), (90, 120), 0.2, 0.5, 0.3, 0)
+    with pytest.raises(ValueError, match="ori_shape"):
+        decode_cpu(logits, ins, sem, seg, (90, 120), (0, 5), *args)
+
+
+def test_c_error_codes(lib):
+    f = ctypes.POINTER(ctypes.c_float)
+    buf = (ctypes.c_float * 64)()
+    ibuf = (ctypes.c_int * 64)()
+    ubuf = (ctypes.c_ubyte * 64)()
+    fp = ctypes.cast(buf, f)
+    ip = ctypes.cast(ibuf, ctypes.POINTER(ctypes.c_int))
+    up = ctypes.cast(ubuf, ctypes.POINTER(ctypes.c_ubyte))
+
+    def call(S=2, D=2, h=2, w=2, C=2, K=2, thr=0.5, img=(4, 4), ori=(4, 4), maps=up, max_maps=1, center=fp):
+        return lib.uniparser_decode_cpu(center, S, fp, fp, fp, D, h, w, C, K, 0.2, thr, 0.3, img[0], img[1], ori[0],
+                                        ori[1], fp, ip, ip, up, maps, max_maps)
+
+    assert call() == 0
+    assert call(center=None) == -1
+    assert call(maps=None) == -1
+    assert call(maps=None, max_maps=0) == 0
+    assert call(S=0) == -2 and call(K=0) == -2
+    assert call(img=(9, 4)) == -3 and call(ori=(0, 4)) == -3
+    assert call(C=256) == -4
+    assert call(max_maps=-1) == -5
+    assert call(thr=float("nan")) == -6
+    for code in range(-10, 1):
+        assert lib.uniparser_decode_error_string(code)
+    assert b"unknown" in lib.uniparser_decode_error_string(-99)
+    with pytest.raises(DecodeError) as ei:
+        from uniparser_sdk.kernels.cpu import _check
+        _check(lib, -3)
+    assert ei.value.name == "UNIPARSER_ERR_BAD_GEOMETRY"
+
+
+def test_plugin_contract_constants():
+    assert (PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE) == ("UniParserDecode", "1", "uniparser")
+    assert PLUGIN_INPUTS == ("center_logits", "ins_feats", "sem_feats", "seg_kernels")
+    assert PLUGIN_OUTPUTS == ("scores", "num_instances", "part_maps")
+    assert list(PLUGIN_ATTRIBUTES) == ["max_instances", "ctr_score", "mask_thr", "cate_score_thr"]
+    labels = np.arange(2 * 3 * 8 * 12, dtype=np.uint8).reshape(2, 3, 8, 12)
+    packed = labels.view(np.int32)  # what the plugin's int32 (B, K, 4h, w) buffer holds
+    assert packed.shape == (2, 3, 8, 3)
+    np.testing.assert_array_equal(unpack_part_maps(packed), labels)
+    contract = (kbuild.KERNELS_DIR / "PLUGIN_CONTRACT.md").read_text()
+    for name in PLUGIN_INPUTS + PLUGIN_OUTPUTS + tuple(PLUGIN_ATTRIBUTES):
+        assert name in contract
+
+
+def test_nvcc_compiles_cuda_source():
+    if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
+        pytest.skip("nvcc not found")
+    assert kbuild.cuda_check(archs=(75, 90))
+
+
+# ----------------------------------------------------------------------------------------------- GPU
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("img,ori", GEOMETRIES[:5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cuda_op_matches_reference(seed, img, ori):
+    from uniparser_sdk.kernels import torch_op
+    if not torch_op.is_available():
+        pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
+    logits, ins, sem, seg = structured_scene(seed)
+    cfg = DecodeConfig(ctr_score=0.2, mask_thr=0.5, cate_score_thr=0.3, max_instances=10)
+    t = [torch.from_numpy(a) for a in (logits, ins, sem, seg)]
+    ref = decode_single(t[0][None], t[1], t[2], t[3], img, ori, cfg)
+    dev = [a.cuda() for a in t]
+    out = torch_op.decode_cuda(*dev, img, ori, 0.2, 0.5, 0.3, 10)
+    assert out["count"] == ref.count
+    np.testing.assert_array_equal(out["grid_index"].cpu().numpy(), ref.grid_index.numpy())
+    np.testing.assert_allclose(out["scores"].cpu().numpy(), ref.scores.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(out["keep"].cpu().numpy(), ref.keep.numpy())
+    np.testing.assert_array_equal(out["part_maps"].cpu().numpy(), ref.part_maps.numpy())
+
+
+@pytest.mark.gpu
+def test_cuda_op_hand_built_and_slots():
+    from uniparser_sdk.kernels import torch_op
+    if not torch_op.is_available():
+        pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
+    for scene, img, ori in ((two_person_scene(), (60, 75), (30, 37)), (two_person_scene(), (60, 75), (120, 150))):
+        ref, cpu_out = run_both(*scene, img, ori)
+        dev = [torch.from_numpy(np.ascontiguousarray(a)).cuda() for a in scene]
+        out = torch_op.decode_cuda(*dev, img, ori, 0.2, 0.5, 0.3, 10, max_maps=4)
+        maps = out["part_maps"].cpu().numpy()
+        np.testing.assert_array_equal(maps[:2], ref.part_maps.numpy())
+        assert not maps[2:].any()
+        np.testing.assert_array_equal(out["keep"].cpu().numpy(), ref.keep.numpy())
