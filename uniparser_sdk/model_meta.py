@@ -55,3 +55,23 @@ class ModelMeta:
 
     def to_json(self) -> str:
         return json.dumps(self.to_props(), indent=2, sort_keys=True)
+
+
+def build_model_meta(config, *, layout: str = LAYOUT_PRODUCTS, source_sha256: str = "", source_format: str = "",
+                     precision: str = "fp32", decode: dict | None = None, checkpoint_meta: dict | None = None) -> ModelMeta:
+    """The one place that turns a ``ModelConfig`` (+ the checkpoint's own meta) into ``ModelMeta``.
+
+    ``decode``: thresholds to store (defaults: the config's). The input scale is the checkpoint's
+    ``input_scale`` when training recorded one, else the config's."""
+    from . import __version__
+    from .classes import classes_for
+
+    ckpt = checkpoint_meta or {}
+    scale = ckpt.get("input_scale") or list(getattr(config, "input_scale", (1333, 800)))
+    dec = asdict(config.decode)
+    dec.update({k: v for k, v in (decode or {}).items() if v is not None})
+    return ModelMeta(layout=layout, config=config.to_dict(), classes=list(classes_for(config.num_classes)),
+                     decode=dec, input={"scale": [int(scale[0]), int(scale[1])], "size_divisor": 32,
+                                        "feature_stride": 4},
+                     sdk_version=__version__, source_sha256=source_sha256, source_format=source_format,
+                     precision=precision)

@@ -13,14 +13,12 @@ imported lazily, only when this backend is constructed.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from typing import Optional
 
 import numpy as np
 
 from ..._lazy import require
-from ...classes import classes_for
-from ...model_meta import LAYOUT_PRODUCTS, ModelMeta
+from ...model_meta import LAYOUT_PRODUCTS, build_model_meta
 from .base import Backend, validate_batch, validate_decode_params
 
 log = logging.getLogger(__name__)
@@ -50,18 +48,15 @@ class TorchBackend(Backend):
         torch = require("torch", "running .pth checkpoints")
         from ...export.graph_decode import EndToEnd
         from ...model.checkpoint import load_model
-        from ... import __version__
 
         self._torch = torch
         dev = _resolve_device(torch, device)
         model, info = load_model(path, config=config, device=dev)
         cfg = info["config"]
-        decode = asdict(cfg.decode)
-        k = int(max_instances) if max_instances else int(decode.get("max_instances", 100))
-        decode["max_instances"] = k
-        meta = ModelMeta(layout=LAYOUT_PRODUCTS, config=cfg.to_dict(), classes=list(classes_for(cfg.num_classes)),
-                         decode=decode, sdk_version=__version__, source_sha256=info["sha256"],
-                         source_format=info["format"], precision="fp32")
+        k = int(max_instances) if max_instances else int(cfg.decode.max_instances)
+        meta = build_model_meta(cfg, layout=LAYOUT_PRODUCTS, source_sha256=info["sha256"],
+                                source_format=info["format"], decode={"max_instances": k},
+                                checkpoint_meta=info.get("meta"))
         super().__init__(path, meta)
         self.info = info
         self.model = model
