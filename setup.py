@@ -47,6 +47,10 @@ setup(
     install_requires=["numpy>=1.23", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "tqdm"],
     extras_require=extras,
     entry_points={"console_scripts": [
+        "uniparser-predict=uniparser_sdk.cli.predict:main",
         "uniparser-params=uniparser_sdk.cli.params:main",
+        "uniparser-export=uniparser_sdk.cli.export:main",
+        "uniparser-eval=uniparser_sdk.cli.evaluate:main",
+        "uniparser-train=uniparser_sdk.cli.train:main",
     ]},
 )

@@ -68,7 +68,8 @@ class _DeformConvFunction(torch.autograd.Function):
     @staticmethod
     def symbolic(g, x, offset, mask, weight, stride, padding, dilation):
         cout, _, kh, kw = weight.type().sizes()
-        bias = g.op("Constant", value_t=torch.zeros(cout, dtype=torch.float32))
+        dtype = torch.float16 if weight.type().scalarType() == "Half" else torch.float32
+        bias = g.op("Constant", value_t=torch.zeros(cout, dtype=dtype))  # ONNX B: same type as the weight
         return g.op(
             "DeformConv", x, weight, offset, bias, mask,
             dilations_i=list(_pair(dilation)), group_i=1, kernel_shape_i=[kh, kw],

@@ -40,9 +40,11 @@ class ConvGNReLU(nn.Module):
 def coord_channels(feat: torch.Tensor) -> torch.Tensor:
     """(N, 2, h, w): x then y, each linspace(-1, 1) over the map."""
     n, _, h, w = feat.shape
-    xs = torch.linspace(-1, 1, w, device=feat.device, dtype=feat.dtype)
-    ys = torch.linspace(-1, 1, h, device=feat.device, dtype=feat.dtype)
-    return torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w))).unsqueeze(0).expand(n, 2, h, w)
+    # built in float32 and cast explicitly, so a half-precision export keeps the towers in half
+    xs = torch.linspace(-1, 1, w, device=feat.device, dtype=torch.float32)
+    ys = torch.linspace(-1, 1, h, device=feat.device, dtype=torch.float32)
+    coords = torch.stack((xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w))).to(feat.dtype)
+    return coords.unsqueeze(0).expand(n, 2, h, w)
 
 
 def with_coords(feat: torch.Tensor) -> torch.Tensor:

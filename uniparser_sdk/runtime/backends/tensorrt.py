@@ -180,7 +180,7 @@ def check_compatibility(sidecar: EngineSidecar, trt_version: str, compute_capabi
             raise EngineCompatibilityError(
                 f"engine built with TensorRT {sidecar.tensorrt_version}, this is TensorRT {trt_version}: "
                 "TensorRT engines only run on the version that built them; rebuild the engine from the "
-                ".onnx file here (uniparser-export ... --tensorrt)")
+                ".onnx file here (uniparser-export ... --engine)")
     cc_built = tuple(sidecar.compute_capability)
     cc_here = parse_compute_capability(compute_capability)
     hw = str(raw.get("hardware_compatibility", "none")).lower()

@@ -1,0 +1,349 @@
+"""ONNX -> TensorRT engine (TensorRT 10 Python API), plus the engine's JSON sidecar.
+
+Thin on purpose: everything that needs no GPU -- the optimisation-profile shapes, the sidecar format
+and the compatibility test -- is plain Python and unit-tested; :func:`build_engine` only calls the
+documented TensorRT 10 API (``Builder``, ``create_network(0)`` (explicit batch is the only mode),
+``OnnxParser.parse``/``get_error``, ``create_builder_config``, ``set_memory_pool_limit(WORKSPACE)``,
+``BuilderFlag.FP16``, ``create_optimization_profile``/``set_shape``/``add_optimization_profile``,
+``create_timing_cache``/``set_timing_cache``/``serialize``, ``build_serialized_network``).
+``tensorrt`` is imported lazily; this module imports without it (and without torch).
+
+The sidecar ``<engine>.json`` carries what the runtime needs besides the plan: the model's
+``ModelMeta`` properties (same keys as the ONNX ``metadata_props``), the TensorRT version and GPU
+compute capability the engine was built for (an engine only runs on those: :func:`check_compatibility`
+refuses a mismatch with a clear message), the optimisation profile and the plugin it needs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from uniparser_sdk.model_meta import ModelMeta
+
+SIDECAR_FORMAT = "uniparser-trt-sidecar/1"
+DEFAULT_MIN_SIDE = 320
+DEFAULT_OPT = (800, 1344)  # (height, width): 1333x800 padded to multiples of 32, landscape
+DEFAULT_MAX_SIDE = 1344
+DEFAULT_BATCH = (1, 1, 4)
+DEFAULT_WORKSPACE = 4 << 30
+INSTALL_HINT = "pip install 'uniparser-sdk[trt]' (TensorRT >= 10.1 and an NVIDIA GPU with its driver)"
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a usable GPU is missing (the message says which and what to do)."""
+
+
+class EngineBuildError(RuntimeError):
+    pass
+
+
+class EngineIncompatible(RuntimeError):
+    """The engine was built for another TensorRT version or GPU architecture."""
+
+
+class SidecarError(ValueError):
+    pass
+
+
+# ----------------------------------------------------------------------------------------------
+# pure python: profile, sidecar, compatibility
+
+
+def _round_up(x: int, d: int) -> int:
+    return -(-int(x) // d) * d
+
+
+def profile_shapes(min_side: int = DEFAULT_MIN_SIDE, opt=DEFAULT_OPT, max_side: int = DEFAULT_MAX_SIDE,
+                   divisor: int = 32, batch=DEFAULT_BATCH, input_name: str = "images") -> dict:
+    """Optimisation profile of the dynamic image input: ``{input_name: (min, opt, max)}``, each an
+    NCHW shape tuple. Sides are rounded up to ``divisor`` (the padded input sizes the runtime feeds);
+    min covers ``min_side`` x ``min_side``, max ``max_side`` x ``max_side`` (both orientations of a
+    1333x800 image fit in 1344 x 1344), opt is (height, width) or one side."""
+    if divisor <= 0:
+        raise ValueError(f"divisor must be positive, got {divisor}")
+    if isinstance(opt, int):
+        opt = (opt, opt)
+    opt = tuple(int(v) for v in opt)
+    batch = tuple(int(b) for b in batch)
+    if len(opt) != 2 or len(batch) != 3:
+        raise ValueError(f"opt must be (height, width) and batch (min, opt, max); got {opt}, {batch}")
+    if min(min_side, max_side, *opt) <= 0 or min(batch) <= 0:
+        raise ValueError("profile sides and batch sizes must be positive")
+    lo, hi = _round_up(min_side, divisor), _round_up(max_side, divisor)
+    oh, ow = _round_up(opt[0], divisor), _round_up(opt[1], divisor)
+    if not lo <= hi:
+        raise ValueError(f"min side {min_side} > max side {max_side}")
+    if not (lo <= oh <= hi and lo <= ow <= hi):
+        raise ValueError(f"opt shape {oh}x{ow} lies outside [{lo}, {hi}]")
+    if not batch[0] <= batch[1] <= batch[2]:
+        raise ValueError(f"batch must satisfy min <= opt <= max, got {batch}")
+    return {input_name: ((batch[0], 3, lo, lo), (batch[1], 3, oh, ow), (batch[2], 3, hi, hi))}
+
+
+def profile_to_json(profile: dict) -> dict:
+    return {name: {"min": list(mn), "opt": list(op), "max": list(mx)} for name, (mn, op, mx) in profile.items()}
+
+
+def profile_from_json(data: dict) -> dict:
+    return {name: (tuple(v["min"]), tuple(v["opt"]), tuple(v["max"])) for name, v in data.items()}
+
+
+def shape_in_profile(shape, profile_entry) -> bool:
+    mn, _, mx = profile_entry
+    return len(shape) == len(mn) and all(a <= s <= b for s, a, b in zip(shape, mn, mx))
+
+
+def sidecar_path(engine_path) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def make_sidecar(meta: ModelMeta | dict, *, tensorrt_version: str, compute_capability, profile: dict,
+                 precision: str, plugin: dict | None = None, gpu_name: str = "", onnx_sha256: str = "") -> dict:
+    props = meta.to_props() if isinstance(meta, ModelMeta) else dict(meta)
+    ModelMeta.from_props(props)  # validate
+    return {
+        "format": SIDECAR_FORMAT,
+        "props": props,
+        "tensorrt_version": str(tensorrt_version),
+        "compute_capability": format_compute_capability(compute_capability),
+        "gpu_name": gpu_name,
+        "precision": precision,
+        "profile": profile_to_json(profile),
+        "plugin": plugin,
+        "onnx_sha256": onnx_sha256,
+    }
+
+
+def write_sidecar(engine_path, sidecar: dict) -> Path:
+    from uniparser_sdk.io_utils import atomic_write_text
+
+    return atomic_write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+
+
+def read_sidecar(engine_or_sidecar_path) -> dict:
+    """Read and validate a sidecar (pass the engine path or the ``.json`` path). The returned dict has
+    the stored keys plus ``meta`` (a :class:`ModelMeta`)."""
+    p = Path(engine_or_sidecar_path)
+    if p.suffix != ".json":
+        p = sidecar_path(p)
+    if not p.is_file():
+        raise SidecarError(f"engine metadata not found: {p} (it is written next to the engine by uniparser-export "
+                           "--engine; an engine without it cannot be used)")
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise SidecarError(f"cannot read engine metadata {p}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
+        fmt = data.get("format") if isinstance(data, dict) else None
+        raise SidecarError(f"{p} is not a UniParser engine sidecar (format {fmt!r}, expected {SIDECAR_FORMAT!r})")
+    missing = [k for k in ("props", "tensorrt_version", "compute_capability", "profile") if k not in data]
+    if missing:
+        raise SidecarError(f"{p} lacks {missing}")
+    try:
+        data["meta"] = ModelMeta.from_props(data["props"])
+        profile_from_json(data["profile"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SidecarError(f"{p}: invalid content: {exc}") from exc
+    return data
+
+
+def format_compute_capability(cc) -> str:
+    if isinstance(cc, (tuple, list)):
+        return f"{int(cc[0])}.{int(cc[1])}"
+    s = str(cc).strip()
+    parts = s.split(".")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"compute capability must look like '8.6', got {cc!r}")
+    return f"{int(parts[0])}.{int(parts[1])}"
+
+
+def _version_key(v: str) -> tuple:
+    """Major.minor.patch of a TensorRT version string ('10.3.0.26' -> (10, 3, 0))."""
+    parts = []
+    for p in str(v).split(".")[:3]:
+        digits = "".join(ch for ch in p if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts + [0] * (3 - len(parts)))
+
+
+def check_compatibility(sidecar: dict, trt_version: str, compute_capability) -> None:
+    """Raise :class:`EngineIncompatible` unless the engine was built with this TensorRT version
+    (major.minor.patch) for this GPU architecture (compute capability)."""
+    built_v, built_cc = sidecar["tensorrt_version"], format_compute_capability(sidecar["compute_capability"])
+    here_cc = format_compute_capability(compute_capability)
+    problems = []
+    if _version_key(built_v) != _version_key(trt_version):
+        problems.append(f"it was built with TensorRT {built_v}, this is TensorRT {trt_version}")
+    if built_cc != here_cc:
+        problems.append(f"it was built for GPU compute capability {built_cc}, this GPU is {here_cc}")
+    if problems:
+        raise EngineIncompatible("cannot use this TensorRT engine: " + "; ".join(problems)
+                                 + ". Engines are tied to the TensorRT version and GPU architecture: rebuild it on "
+                                 "this machine with `uniparser-export MODEL --engine`, or run the .onnx file.")
+
+
+# ----------------------------------------------------------------------------------------------
+# environment
+
+
+def require_tensorrt():
+    """Import tensorrt (10.x) or raise :class:`TensorRTUnavailable` with a clear message."""
+    try:
+        import tensorrt as trt  # noqa: F401
+    except ImportError as exc:
+        raise TensorRTUnavailable(f"TensorRT is not installed; install it with: {INSTALL_HINT}") from exc
+    except Exception as exc:  # a broken install (missing libnvinfer.so, ...)
+        raise TensorRTUnavailable(f"TensorRT cannot be imported ({type(exc).__name__}: {exc}); "
+                                  f"check the install: {INSTALL_HINT}") from exc
+    major = _version_key(getattr(trt, "__version__", "0"))[0]
+    if major < 10:
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} is too old: this SDK needs TensorRT 10 or newer")
+    return trt
+
+
+def gpu_compute_capability() -> tuple[str, str]:
+    """(compute capability 'M.m', GPU name) of device 0, via torch, then nvidia-smi.
+    Raises :class:`TensorRTUnavailable` when no GPU is found."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            major, minor = torch.cuda.get_device_capability(0)
+            return f"{major}.{minor}", torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "--query-gpu=compute_cap,name", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=20, check=True).stdout
+            first = out.strip().splitlines()[0]
+            cc, name = (s.strip() for s in first.split(",", 1))
+            return format_compute_capability(cc), name
+        except Exception:
+            pass
+    raise TensorRTUnavailable("no NVIDIA GPU found (neither torch.cuda nor nvidia-smi sees one): "
+                              "TensorRT engines can only be built and run on a GPU")
+
+
+def check_environment() -> dict:
+    """Everything --engine needs, checked before any work: TensorRT 10, a GPU, a usable builder."""
+    trt = require_tensorrt()
+    cc, name = gpu_compute_capability()
+    logger = trt.Logger(trt.Logger.ERROR)
+    try:
+        builder = trt.Builder(logger)
+    except Exception as exc:
+        builder, err = None, exc
+    else:
+        err = None
+    if builder is None:
+        raise TensorRTUnavailable(f"TensorRT cannot create a builder on this machine (no usable CUDA GPU or driver)"
+                                  f"{': ' + str(err) if err else ''}")
+    return {"tensorrt_version": trt.__version__, "compute_capability": cc, "gpu_name": name}
+
+
+# ----------------------------------------------------------------------------------------------
+# build (GPU only; not exercised by the CPU test suite)
+
+
+def load_plugin_library(trt, plugin_lib) -> None:
+    """Register the plugins of a shared library before parsing (plugin registry, else ctypes)."""
+    plugin_lib = Path(plugin_lib)
+    if not plugin_lib.is_file():
+        raise EngineBuildError(f"plugin library not found: {plugin_lib}")
+    registry = trt.get_plugin_registry()
+    if hasattr(registry, "load_library"):
+        if registry.load_library(str(plugin_lib)) is None:
+            raise EngineBuildError(f"TensorRT could not load the plugin library {plugin_lib}")
+    else:  # pragma: no cover - older bindings
+        import ctypes
+
+        ctypes.CDLL(str(plugin_lib), mode=ctypes.RTLD_GLOBAL)
+
+
+def _atomic_write_bytes(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(memoryview(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | None = None,
+                 workspace: int = DEFAULT_WORKSPACE, timing_cache=None, plugin_lib=None, log=print) -> dict:
+    """Build a serialized engine from ``onnx_path`` and write it atomically to ``engine_path``.
+
+    ``profile``: ``{input: (min, opt, max)}`` for every dynamic input (default :func:`profile_shapes`);
+    ``timing_cache``: a file read if present and written back after the build; ``plugin_lib``: shared
+    library with the ``UniParserDecode`` plugin (needed for plugin-v1 graphs).
+    Returns ``{"tensorrt_version", "profile", "precision", "seconds"}``."""
+    import time
+
+    trt = require_tensorrt()
+    profile = profile or profile_shapes()
+    logger = trt.Logger(trt.Logger.WARNING)
+    if plugin_lib is not None:
+        load_plugin_library(trt, plugin_lib)
+    trt.init_libnvinfer_plugins(logger, "")
+
+    builder = trt.Builder(logger)
+    if builder is None:
+        raise TensorRTUnavailable("TensorRT cannot create a builder (no usable CUDA GPU)")
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    data = Path(onnx_path).read_bytes()
+    if not parser.parse(data, str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path}: " + " | ".join(errors or ["unknown error"]))
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if fp16:
+        if not getattr(builder, "platform_has_fast_fp16", True):
+            log("      warning: this GPU has no fast FP16; building anyway")
+        config.set_flag(trt.BuilderFlag.FP16)
+
+    opt_profile = builder.create_optimization_profile()
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    for tensor in inputs:
+        dynamic = any(int(d) < 0 for d in tensor.shape)
+        if tensor.name in profile:
+            mn, op, mx = profile[tensor.name]
+            opt_profile.set_shape(tensor.name, mn, op, mx)
+        elif dynamic:
+            raise EngineBuildError(f"input {tensor.name!r} has dynamic shape {tuple(tensor.shape)} but no profile")
+    unknown = set(profile) - {t.name for t in inputs}
+    if unknown:
+        raise EngineBuildError(f"profile names unknown input(s) {sorted(unknown)}; the network has "
+                               f"{[t.name for t in inputs]}")
+    config.add_optimization_profile(opt_profile)
+
+    cache_path = Path(timing_cache) if timing_cache else None
+    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    config.set_timing_cache(cache, False)
+
+    t0 = time.perf_counter()
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError("TensorRT failed to build the engine (see the TensorRT log above)")
+    seconds = time.perf_counter() - t0
+    _atomic_write_bytes(Path(engine_path), plan)
+    if cache_path is not None:
+        _atomic_write_bytes(cache_path, config.get_timing_cache().serialize())
+    return {"tensorrt_version": trt.__version__, "profile": profile,
+            "precision": "fp16" if fp16 else "fp32", "seconds": seconds}

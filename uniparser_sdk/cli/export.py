@@ -1,0 +1,364 @@
+"""``uniparser-export``: checkpoint -> self-contained ONNX model (and, with TensorRT and a GPU, an engine).
+
+Exit codes: 0 success; 1 the export failed (tracing, checker, parity beyond tolerance, engine build);
+2 a usage mistake (bad flag value, missing or unreadable checkpoint, unwritable output); 3 the
+environment lacks something a flag needs (TensorRT or a GPU for ``--engine``). On any failure nothing
+partial is left at the output paths.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pth"
+PROG = "uniparser-export"
+
+EPILOG = """\
+artefacts:
+  OUT.onnx (default)  one end-to-end ONNX file, layout products-v1: inputs images (B,3,H,W float32,
+                      normalised RGB, sides multiples of 32; batch/height/width dynamic) and
+                      decode_params (3,) = [ctr_score, mask_thr, cate_score_thr]; outputs scores,
+                      num_instances, grid_index, instance_masks, keep, cat_conf (fixed K slots plus a
+                      count); DCNv2 as the standard DeformConv operator; all metadata (variant, classes,
+                      thresholds, normalisation, input policy, SDK version, checkpoint sha256) in
+                      metadata_props, so Parser(OUT.onnx) needs nothing else.
+  --fp16              the same graph with half-precision weights and convolutions (GroupNorm and the
+                      decode stay float32); the parity report shows its deviation from float32.
+  --plugin            layout plugin-v1 instead: the network plus one fused UniParserDecode node
+                      (TensorRT plugin from kernels/; ONNX Runtime cannot run it). Thresholds are
+                      baked into the node.
+  --engine            also OUT.engine (TensorRT 10 plan built on this GPU; optimisation profile
+                      --min-size..--max-size, opt --opt-size) and OUT.engine.json (the sidecar Parser
+                      reads: metadata, TensorRT version, GPU compute capability, profile). Needs
+                      TensorRT and an NVIDIA GPU; without them the command stops before any work.
+
+exit codes: 0 ok, 1 export/parity/build failed, 2 usage error, 3 TensorRT or GPU missing.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's default prints the usage block too)
+        raise UsageError(message)
+
+
+class UsageError(Exception):
+    pass
+
+
+class EnvironmentMissing(Exception):
+    pass
+
+
+def _hw(text: str):
+    """'800x1344' or '640' -> (h, w)."""
+    try:
+        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 800x1344), got {text!r}") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"expected HxW with positive sides, got {text!r}")
+    return tuple(parts)
+
+
+def _unit(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def _batch(text: str):
+    try:
+        parts = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX (e.g. 1,1,4), got {text!r}") from None
+    if len(parts) == 1:
+        parts = (1, parts[0], parts[0])
+    if len(parts) != 3 or min(parts) <= 0 or not parts[0] <= parts[1] <= parts[2]:
+        raise argparse.ArgumentTypeError(f"expected MIN,OPT,MAX with 0 < MIN <= OPT <= MAX, got {text!r}")
+    return parts
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Export a UniParser checkpoint (ours or the authors' official mmdetection "
+                                       "checkpoint; the variant is detected from the weights) to a self-contained "
+                                       "end-to-end ONNX model, optionally a TensorRT engine.",
+                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", metavar="MODEL.pth",
+                   help="checkpoint to export (default: the embedded default model)")
+    p.add_argument("-o", "--output", metavar="OUT.onnx",
+                   help="output ONNX path (default: ./<checkpoint name>[-fp16][-plugin].onnx)")
+    p.add_argument("--config", metavar="NAME",
+                   help="force a model config (r50, r101, r50-light, r101-light, r101-cihp-light, tiny, or a .json "
+                        "file) instead of the one stored in / inferred from the checkpoint")
+    p.add_argument("--opset", type=int, default=19, metavar="N", help="ONNX opset, 19 or 20 (default 19)")
+    p.add_argument("--fp16", action="store_true", help="half-precision weights and compute (decode stays float32)")
+    p.add_argument("--max-instances", type=_positive_int, default=None, metavar="K",
+                   help="fixed number of instance slots K (default: the config's, 100)")
+    p.add_argument("--ctr-score", type=_unit, metavar="F", help="center score threshold stored in the model")
+    p.add_argument("--mask-thr", type=_unit, metavar="F", help="instance mask threshold stored in the model")
+    p.add_argument("--cate-score-thr", type=_unit, metavar="F", help="maskness threshold stored in the model")
+    p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
+    p.add_argument("--sample-size", type=_hw, default=(256, 352), metavar="HxW",
+                   help="image size traced at export (default 256x352; the graph stays dynamic)")
+    p.add_argument("--parity-size", type=_hw, default=None, metavar="HxW",
+                   help="image size of the parity check (default: sample size + (64, -32))")
+    p.add_argument("--no-parity", action="store_true",
+                   help="skip the ONNX Runtime vs PyTorch parity check (not recommended)")
+    p.add_argument("--plugin", action="store_true",
+                   help="export the plugin-v1 variant (network + one UniParserDecode node) instead")
+    g = p.add_argument_group("TensorRT (--engine)")
+    g.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT 10 and a GPU)")
+    g.add_argument("--engine-output", metavar="OUT.engine", help="engine path (default: OUT with .engine)")
+    g.add_argument("--plugin-lib", metavar="LIB.so",
+                   help="shared library with the UniParserDecode plugin, for --engine --plugin (default: "
+                        "$UNIPARSER_TRT_PLUGIN, else kernels/build/libuniparser_trt_plugin.so)")
+    g.add_argument("--min-size", type=_positive_int, default=320, metavar="N", help="profile min side (default 320)")
+    g.add_argument("--opt-size", type=_hw, default=(800, 1344), metavar="HxW",
+                   help="profile opt shape (default 800x1344)")
+    g.add_argument("--max-size", type=_positive_int, default=1344, metavar="N", help="profile max side (default 1344)")
+    g.add_argument("--batch", type=_batch, default=(1, 1, 4), metavar="MIN,OPT,MAX",
+                   help="profile batch sizes (default 1,1,4)")
+    g.add_argument("--workspace", type=float, default=4.0, metavar="GiB", help="builder workspace (default 4 GiB)")
+    g.add_argument("--timing-cache", metavar="PATH",
+                   help="timing cache file, read and updated (default: ~/.cache/uniparser-sdk/)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors and the result line only")
+    return p
+
+
+def _check_writable(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a directory; give a file name")
+    parent = path.parent
+    probe = parent
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"cannot write {what} {path}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {what} {path}: directory {probe} is not writable")
+
+
+def _default_output(model_path: Path | None, fp16: bool, plugin: bool) -> Path:
+    stem = model_path.stem if model_path is not None else "uniparser-default"
+    return Path.cwd() / f"{stem}{'-fp16' if fp16 else ''}{'-plugin' if plugin else ''}.onnx"
+
+
+def _default_plugin_lib() -> str | None:
+    """UNIPARSER_TRT_PLUGIN, else kernels/build/<library> when it was built there."""
+    env = os.environ.get("UNIPARSER_TRT_PLUGIN")
+    if env:
+        return env
+    try:
+        from uniparser_sdk import kernels
+    except ImportError:
+        return None
+    cand = Path(kernels.KERNELS_DIR) / "build" / kernels.PLUGIN_LIBRARY_NAME
+    return str(cand) if cand.is_file() else None
+
+
+def _default_timing_cache(env: dict) -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uniparser-sdk"
+    return base / f"tensorrt-{env['tensorrt_version']}-sm{env['compute_capability'].replace('.', '')}.timing"
+
+
+def run(args, log) -> int:
+    step_total = 3 if args.engine else 2
+    # ---- validate everything cheap before any work
+    if args.opset not in (19, 20):
+        raise UsageError(f"--opset {args.opset} is not supported: DeformConv needs opset >= 19 and the exporter "
+                         "goes up to 20")
+    if args.max_instances is not None and args.max_instances > 3840:
+        raise UsageError(f"--max-instances {args.max_instances} is above 3840 (TensorRT's TopK limit)")
+    if args.workspace <= 0:
+        raise UsageError(f"--workspace must be positive, got {args.workspace:g}")
+    for name in ("sample_size", "parity_size", "opt_size"):
+        hw = getattr(args, name)
+        if hw is not None and (hw[0] % 32 or hw[1] % 32):
+            raise UsageError(f"--{name.replace('_', '-')} {hw[0]}x{hw[1]}: sides must be multiples of 32")
+    if args.config is not None:
+        from uniparser_sdk.model.configs import CONFIGS
+
+        if args.config not in CONFIGS and not (args.config.endswith(".json") and Path(args.config).is_file()):
+            raise UsageError(f"unknown --config {args.config!r}; choose one of {sorted(CONFIGS)} or a .json file")
+    if args.model is None:
+        model_path = DEFAULT_MODEL
+        if not model_path.is_file():
+            raise UsageError(f"the embedded default model is missing ({model_path}); pass a checkpoint: "
+                             f"{PROG} MODEL.pth")
+        shown = "the embedded default model"
+    else:
+        model_path = Path(args.model)
+        if not model_path.exists():
+            raise UsageError(f"checkpoint not found: {model_path}")
+        if not model_path.is_file():
+            raise UsageError(f"not a file: {model_path}")
+        shown = str(model_path)
+    out = Path(args.output) if args.output else _default_output(None if args.model is None else model_path,
+                                                                args.fp16, args.plugin)
+    if out.suffix.lower() != ".onnx":
+        raise UsageError(f"output {out} must end in .onnx")
+    if out.resolve() == model_path.resolve():
+        raise UsageError("the output would overwrite the checkpoint")
+    _check_writable(out, "output")
+    engine_path = None
+    env = None
+    profile = None
+    if args.engine:
+        from uniparser_sdk.export import tensorrt_build as tb
+
+        engine_path = Path(args.engine_output) if args.engine_output else out.with_suffix(".engine")
+        _check_writable(engine_path, "engine")
+        try:
+            profile = tb.profile_shapes(args.min_size, args.opt_size, args.max_size, 32, args.batch)
+        except ValueError as exc:
+            raise UsageError(f"bad optimisation profile: {exc}") from None
+        if args.plugin:
+            if not args.plugin_lib:
+                args.plugin_lib = _default_plugin_lib()
+            if not args.plugin_lib:
+                raise UsageError("--engine --plugin needs the UniParserDecode plugin library: pass --plugin-lib "
+                                 "LIB.so or set UNIPARSER_TRT_PLUGIN (build it from kernels/ with CMake)")
+            if not Path(args.plugin_lib).is_file():
+                raise UsageError(f"plugin library not found: {args.plugin_lib}")
+            args.plugin_lib = str(Path(args.plugin_lib).resolve())
+        try:
+            env = tb.check_environment()
+        except tb.TensorRTUnavailable as exc:
+            raise EnvironmentMissing(f"--engine cannot run here: {exc}. The ONNX export itself needs neither; "
+                                     "drop --engine to export only the .onnx file.") from None
+    elif args.plugin_lib:
+        raise UsageError("--plugin-lib is only used with --engine --plugin")
+
+    # ---- 1. load
+    from uniparser_sdk.model.checkpoint import CheckpointError, load_model
+
+    t0 = time.perf_counter()
+    log(f"[1/{step_total}] loading {shown}")
+    try:
+        model, info = load_model(model_path, config=args.config)
+    except CheckpointError as exc:
+        raise UsageError(str(exc)) from None
+    cfg = model.config
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"      {info['format']} checkpoint, variant {cfg.name!r} (depth {cfg.depth}, "
+        f"{'light' if cfg.light else 'full'}, {cfg.num_classes} classes, grid {cfg.num_grid}), "
+        f"{n_params / 1e6:.2f} M parameters, sha256 {info['sha256'][:12]}... ({time.perf_counter() - t0:.1f} s)")
+    if info.get("ignored_keys"):
+        log(f"      ignored {len(info['ignored_keys'])} checkpoint key(s) the model does not use")
+
+    # ---- 2. ONNX
+    from uniparser_sdk.export import onnx_export as ox
+    from uniparser_sdk.model_meta import LAYOUT_PRODUCTS
+
+    k = args.max_instances if args.max_instances is not None else cfg.decode.max_instances
+    meta = ox.build_meta(model, info, layout=LAYOUT_PRODUCTS, precision="fp16" if args.fp16 else "fp32",
+                         max_instances=k, ctr_score=args.ctr_score, mask_thr=args.mask_thr,
+                         cate_score_thr=args.cate_score_thr)
+    d = meta.decode
+    log(f"[2/{step_total}] exporting ONNX -> {out}  (thresholds ctr_score {d['ctr_score']:g}, mask_thr "
+        f"{d['mask_thr']:g}, cate_score_thr {d['cate_score_thr']:g})")
+    fn = ox.export_plugin_onnx if args.plugin else ox.export_onnx
+    report = fn(model, out, meta, opset=args.opset, fp16=args.fp16, simplify=not args.no_simplify,
+                max_instances=k, sample_hw=args.sample_size, parity=not args.no_parity,
+                parity_hw=args.parity_size, log=lambda m: log("      " + m.replace("\n", "\n      ")))
+    log("      " + report.summary().replace("\n", "\n      "))
+
+    # ---- 3. engine
+    if args.engine:
+        from uniparser_sdk.export import tensorrt_build as tb
+        from uniparser_sdk.model.checkpoint import file_sha256
+
+        cache = Path(args.timing_cache) if args.timing_cache else _default_timing_cache(env)
+        log(f"[3/{step_total}] building TensorRT {env['tensorrt_version']} engine for {env['gpu_name']} "
+            f"(sm {env['compute_capability']}, {'FP16' if args.fp16 else 'FP32'}) -> {engine_path}")
+        shapes = {n: " / ".join("x".join(map(str, s)) for s in v) for n, v in profile.items()}
+        log(f"      profile min / opt / max: {shapes}; timing cache {cache}")
+        try:
+            built = tb.build_engine(out, engine_path, fp16=args.fp16, profile=profile,
+                                    workspace=int(args.workspace * (1 << 30)), timing_cache=cache,
+                                    plugin_lib=args.plugin_lib, log=log)
+            meta_out = ox.read_metadata(out)
+            plugin = None
+            if args.plugin:
+                from uniparser_sdk.export.plugin_rewrite import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+                plugin = {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
+                          "library": args.plugin_lib}
+            sidecar = tb.make_sidecar(meta_out, tensorrt_version=built["tensorrt_version"],
+                                      compute_capability=env["compute_capability"], profile=profile,
+                                      precision=built["precision"], plugin=plugin, gpu_name=env["gpu_name"],
+                                      onnx_sha256=file_sha256(out))
+            try:
+                tb.write_sidecar(engine_path, sidecar)
+            except BaseException:
+                engine_path.unlink(missing_ok=True)
+                raise
+        except (tb.EngineBuildError, tb.TensorRTUnavailable, OSError) as exc:
+            raise ox.ExportError(f"engine build failed: {exc} (the ONNX file {out} is complete; no engine "
+                                 "was written)") from None
+        log(f"      wrote {engine_path} and {tb.sidecar_path(engine_path).name} ({built['seconds']:.0f} s)")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    t0 = time.perf_counter()
+    quiet = False
+
+    def err(msg: str) -> None:
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+
+    try:
+        args = parser.parse_args(argv)
+        quiet = args.quiet
+        log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+        code = run(args, log)
+        print(f"{PROG}: done in {time.perf_counter() - t0:.1f} s")
+        return code
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    except UsageError as exc:
+        err(str(exc))
+        return 2
+    except EnvironmentMissing as exc:
+        err(str(exc))
+        return 3
+    except KeyboardInterrupt:
+        err("interrupted; nothing partial was written")
+        return 130
+    except Exception as exc:  # export failures: one line, no traceback (UNIPARSER_DEBUG=1 shows it)
+        from uniparser_sdk.export.onnx_export import ExportError
+
+        if os.environ.get("UNIPARSER_DEBUG"):
+            raise
+        if isinstance(exc, ExportError):
+            msg = str(exc)
+            err(msg if "nothing" in msg or "no engine" in msg else f"{msg}; nothing was written")
+        else:
+            err(f"unexpected {type(exc).__name__}: {exc} (set UNIPARSER_DEBUG=1 for the traceback)")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
