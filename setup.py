@@ -52,5 +52,6 @@ setup(
         "uniparser-export=uniparser_sdk.cli.export:main",
         "uniparser-eval=uniparser_sdk.cli.evaluate:main",
         "uniparser-train=uniparser_sdk.cli.train:main",
+        "uniparser-bench=uniparser_sdk.cli.bench:main",
     ]},
 )
