@@ -27,28 +27,17 @@ import sys
 import time
 
 
+def _bench_radius_bounds(h, w):
+    return (h // 6, h // 3), (w // 10, w // 5)
+
+
 def make_scene(seed=0, S=40, D=128, h=200, w=336, C=58, persons=3, parts=8):
-    """Synthetic features in which persons and parts survive the decode (see tests/test_kernels.py)."""
-    import numpy as np
-    rng = np.random.default_rng(seed)
-    sd = 1.0 / np.sqrt(D)
-    ins = rng.normal(0, sd, (D, h, w)).astype(np.float32)
-    sem = rng.normal(0, sd, (D, h, w)).astype(np.float32)
-    seg = rng.normal(0, 1, (C, D)).astype(np.float32)
-    logits = rng.normal(-6, 0.5, (S, S)).astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(persons):
-        cy, cx = int(rng.integers(h // 5, h - h // 5)), int(rng.integers(w // 5, w - w // 5))
-        ry, rx = int(rng.integers(h // 6, h // 3)), int(rng.integers(w // 10, w // 5))
-        reg = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        e = rng.normal(0, 1, D).astype(np.float32)
-        ins[:, reg] += 1.5 * (e / np.linalg.norm(e))[:, None]
-        for c in rng.choice(C, parts, replace=False):
-            oy, ox = rng.integers(-ry // 2, ry // 2 + 1), rng.integers(-rx // 2, rx // 2 + 1)
-            sub = reg & ((((yy - cy - oy) / max(ry / 2, 1)) ** 2 + ((xx - cx - ox) / max(rx / 2, 1)) ** 2) <= 1)
-            sem[:, sub] += float(rng.uniform(1.5, 3.0)) * (seg[c] / np.linalg.norm(seg[c]))[:, None]
-        logits[min(S - 1, cy * S // h), min(S - 1, cx * S // w)] = float(rng.uniform(1, 3))
-    return logits, ins, sem, seg
+    """Synthetic features in which persons and parts survive the decode
+    (:func:`uniparser_sdk.kernels.testing.structured_scene`, with this benchmark's person sizes)."""
+    from uniparser_sdk.kernels.testing import structured_scene
+
+    return structured_scene(seed, S=S, D=D, h=h, w=w, C=C, persons=persons, parts=parts,
+                            radius_bounds=_bench_radius_bounds)
 
 
 def timeit(fn, runs, warmup, sync=None):

@@ -11,20 +11,24 @@ documented TensorRT 10 API (``Builder``, ``create_network(0)`` (explicit batch i
 The sidecar ``<engine>.json`` carries what the runtime needs besides the plan: the model's
 ``ModelMeta`` properties (same keys as the ONNX ``metadata_props``), the TensorRT version and GPU
 compute capability the engine was built for (an engine only runs on those: :func:`check_compatibility`
-refuses a mismatch with a clear message), the optimisation profile and the plugin it needs.
+refuses a mismatch with a clear message), the optimisation profile and the plugin it needs. Its format
+is owned by :mod:`uniparser_sdk.engine_sidecar` (shared with the runtime); the names are re-exported here.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from uniparser_sdk.model_meta import ModelMeta
+from uniparser_sdk import engine_sidecar as _sidecar
+from uniparser_sdk.engine_sidecar import (  # noqa: F401  (the sidecar format lives there; re-exported)
+    SIDECAR_FORMAT, EngineCompatibilityError, SidecarError, check_compatibility, format_compute_capability,
+    make_sidecar, profile_from_json, profile_to_json, shape_in_profile, sidecar_path, version_tuple,
+    write_sidecar,
+)
 
-SIDECAR_FORMAT = "uniparser-trt-sidecar/1"
 DEFAULT_MIN_SIDE = 320
 DEFAULT_OPT = (800, 1344)  # (height, width): 1333x800 padded to multiples of 32, landscape
 DEFAULT_MAX_SIDE = 1344
@@ -41,16 +45,11 @@ class EngineBuildError(RuntimeError):
     pass
 
 
-class EngineIncompatible(RuntimeError):
-    """The engine was built for another TensorRT version or GPU architecture."""
-
-
-class SidecarError(ValueError):
-    pass
+EngineIncompatible = EngineCompatibilityError  # the engine was built for another TensorRT version or GPU
 
 
 # ----------------------------------------------------------------------------------------------
-# pure python: profile, sidecar, compatibility
+# pure python: profile (the sidecar format is :mod:`uniparser_sdk.engine_sidecar`)
 
 
 def _round_up(x: int, d: int) -> int:
@@ -84,108 +83,10 @@ def profile_shapes(min_side: int = DEFAULT_MIN_SIDE, opt=DEFAULT_OPT, max_side: 
     return {input_name: ((batch[0], 3, lo, lo), (batch[1], 3, oh, ow), (batch[2], 3, hi, hi))}
 
 
-def profile_to_json(profile: dict) -> dict:
-    return {name: {"min": list(mn), "opt": list(op), "max": list(mx)} for name, (mn, op, mx) in profile.items()}
-
-
-def profile_from_json(data: dict) -> dict:
-    return {name: (tuple(v["min"]), tuple(v["opt"]), tuple(v["max"])) for name, v in data.items()}
-
-
-def shape_in_profile(shape, profile_entry) -> bool:
-    mn, _, mx = profile_entry
-    return len(shape) == len(mn) and all(a <= s <= b for s, a, b in zip(shape, mn, mx))
-
-
-def sidecar_path(engine_path) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    p = Path(engine_path)
-    return p.with_name(p.name + ".json")
-
-
-def make_sidecar(meta: ModelMeta | dict, *, tensorrt_version: str, compute_capability, profile: dict,
-                 precision: str, plugin: dict | None = None, gpu_name: str = "", onnx_sha256: str = "") -> dict:
-    props = meta.to_props() if isinstance(meta, ModelMeta) else dict(meta)
-    ModelMeta.from_props(props)  # validate
-    return {
-        "format": SIDECAR_FORMAT,
-        "props": props,
-        "tensorrt_version": str(tensorrt_version),
-        "compute_capability": format_compute_capability(compute_capability),
-        "gpu_name": gpu_name,
-        "precision": precision,
-        "profile": profile_to_json(profile),
-        "plugin": plugin,
-        "onnx_sha256": onnx_sha256,
-    }
-
-
-def write_sidecar(engine_path, sidecar: dict) -> Path:
-    from uniparser_sdk.io_utils import atomic_write_text
-
-    return atomic_write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-
-
 def read_sidecar(engine_or_sidecar_path) -> dict:
-    """Read and validate a sidecar (pass the engine path or the ``.json`` path). The returned dict has
-    the stored keys plus ``meta`` (a :class:`ModelMeta`)."""
-    p = Path(engine_or_sidecar_path)
-    if p.suffix != ".json":
-        p = sidecar_path(p)
-    if not p.is_file():
-        raise SidecarError(f"engine metadata not found: {p} (it is written next to the engine by uniparser-export "
-                           "--engine; an engine without it cannot be used)")
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise SidecarError(f"cannot read engine metadata {p}: {exc}") from exc
-    if not isinstance(data, dict) or data.get("format") != SIDECAR_FORMAT:
-        fmt = data.get("format") if isinstance(data, dict) else None
-        raise SidecarError(f"{p} is not a UniParser engine sidecar (format {fmt!r}, expected {SIDECAR_FORMAT!r})")
-    missing = [k for k in ("props", "tensorrt_version", "compute_capability", "profile") if k not in data]
-    if missing:
-        raise SidecarError(f"{p} lacks {missing}")
-    try:
-        data["meta"] = ModelMeta.from_props(data["props"])
-        profile_from_json(data["profile"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise SidecarError(f"{p}: invalid content: {exc}") from exc
-    return data
-
-
-def format_compute_capability(cc) -> str:
-    if isinstance(cc, (tuple, list)):
-        return f"{int(cc[0])}.{int(cc[1])}"
-    s = str(cc).strip()
-    parts = s.split(".")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise ValueError(f"compute capability must look like '8.6', got {cc!r}")
-    return f"{int(parts[0])}.{int(parts[1])}"
-
-
-def _version_key(v: str) -> tuple:
-    """Major.minor.patch of a TensorRT version string ('10.3.0.26' -> (10, 3, 0))."""
-    parts = []
-    for p in str(v).split(".")[:3]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts + [0] * (3 - len(parts)))
-
-
-def check_compatibility(sidecar: dict, trt_version: str, compute_capability) -> None:
-    """Raise :class:`EngineIncompatible` unless the engine was built with this TensorRT version
-    (major.minor.patch) for this GPU architecture (compute capability)."""
-    built_v, built_cc = sidecar["tensorrt_version"], format_compute_capability(sidecar["compute_capability"])
-    here_cc = format_compute_capability(compute_capability)
-    problems = []
-    if _version_key(built_v) != _version_key(trt_version):
-        problems.append(f"it was built with TensorRT {built_v}, this is TensorRT {trt_version}")
-    if built_cc != here_cc:
-        problems.append(f"it was built for GPU compute capability {built_cc}, this GPU is {here_cc}")
-    if problems:
-        raise EngineIncompatible("cannot use this TensorRT engine: " + "; ".join(problems)
-                                 + ". Engines are tied to the TensorRT version and GPU architecture: rebuild it on "
-                                 "this machine with `uniparser-export MODEL --engine`, or run the .onnx file.")
+    """:func:`uniparser_sdk.engine_sidecar.read_sidecar` as a dict: the stored keys plus ``meta``
+    (a :class:`ModelMeta`)."""
+    return _sidecar.read_sidecar(engine_or_sidecar_path).as_dict()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -201,7 +102,7 @@ def require_tensorrt():
     except Exception as exc:  # a broken install (missing libnvinfer.so, ...)
         raise TensorRTUnavailable(f"TensorRT cannot be imported ({type(exc).__name__}: {exc}); "
                                   f"check the install: {INSTALL_HINT}") from exc
-    major = _version_key(getattr(trt, "__version__", "0"))[0]
+    major = version_tuple(getattr(trt, "__version__", "0"))[0]
     if major < 10:
         raise TensorRTUnavailable(f"TensorRT {trt.__version__} is too old: this SDK needs TensorRT 10 or newer")
     return trt

@@ -397,16 +397,9 @@ __global__ void __launch_bounds__(kFinishX* kFinishY)
 int check_args(const float* center_logits, int S, const float* ins, const float* sem, const float* seg_kernels, int D,
                int h, int w, int C, int K, float ctr_score, float mask_thr, float cate_score_thr, int img_h,
                int img_w, int ori_h, int ori_w, unsigned char* part_maps, int max_maps) {
-    if (!center_logits || !ins || !sem || !seg_kernels) return UNIPARSER_ERR_NULL_POINTER;
-    if (S < 1 || D < 1 || h < 1 || w < 1 || C < 1 || K < 1) return UNIPARSER_ERR_BAD_DIMS;
-    if (C > 255) return UNIPARSER_ERR_TOO_MANY_CLASSES;
-    if (max_maps < 0) return UNIPARSER_ERR_BAD_MAX_MAPS;
-    if (max_maps > 0 && !part_maps) return UNIPARSER_ERR_NULL_POINTER;
-    if (img_h < 1 || img_w < 1 || ori_h < 1 || ori_w < 1 || (int64_t)img_h > 4 * (int64_t)h ||
-        (int64_t)img_w > 4 * (int64_t)w)
-        return UNIPARSER_ERR_BAD_GEOMETRY;
-    if (ctr_score != ctr_score || mask_thr != mask_thr || cate_score_thr != cate_score_thr)
-        return UNIPARSER_ERR_BAD_THRESHOLD;
+    const int rc = check_decode_args(center_logits, S, ins, sem, seg_kernels, D, h, w, C, K, ctr_score, mask_thr,
+                                     cate_score_thr, img_h, img_w, ori_h, ori_w, part_maps, max_maps);
+    if (rc != UNIPARSER_OK) return rc;
     /* device indices of features are int (feat) and grid sizes are bounded */
     if ((int64_t)h * w > 0x7fffffffLL || (int64_t)S * S > 0x7fffffffLL || ori_h > 65535 * kFinishY ||
         max_maps > 65535 || K > 0x7fffffff / 256)
@@ -425,23 +418,7 @@ UNIPARSER_API size_t uniparser_decode_cuda_workspace_size(int S, int D, int h, i
     return L.total;
 }
 
-UNIPARSER_API const char* uniparser_decode_cuda_error_string(int code) {
-    switch (code) {
-        case UNIPARSER_OK: return "ok";
-        case UNIPARSER_ERR_NULL_POINTER: return "a required pointer is NULL";
-        case UNIPARSER_ERR_BAD_DIMS: return "bad dimensions: S, D, h, w, C and K must be >= 1";
-        case UNIPARSER_ERR_BAD_GEOMETRY:
-            return "bad geometry: need 1 <= img_h <= 4*h, 1 <= img_w <= 4*w, ori_h >= 1, ori_w >= 1";
-        case UNIPARSER_ERR_TOO_MANY_CLASSES: return "too many classes: C must be <= 255 (uint8 labels c+1)";
-        case UNIPARSER_ERR_BAD_MAX_MAPS: return "max_maps must be >= 0";
-        case UNIPARSER_ERR_BAD_THRESHOLD: return "a threshold is NaN";
-        case UNIPARSER_ERR_OUT_OF_MEMORY: return "memory allocation failed";
-        case UNIPARSER_ERR_CUDA: return "a CUDA call failed";
-        case UNIPARSER_ERR_WORKSPACE: return "workspace is NULL or too small";
-        case UNIPARSER_ERR_SIZE_OVERFLOW: return "a buffer size overflows";
-        default: return "unknown error code";
-    }
-}
+UNIPARSER_API const char* uniparser_decode_cuda_error_string(int code) { return error_string(code); }
 
 UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S, const float* ins, const float* sem,
                                         const float* seg_kernels, int D, int h, int w, int C, int K, float ctr_score,

@@ -10,12 +10,16 @@
  *                                                 step 5, as <= 4 consecutive feature taps with float weights,
  *                                                 computed in double like the reference and cast to float;
  *   - better / part_label                       : argmax with the lowest class winning ties, threshold 0.5.
+ * and, host only, what both C entry points share: check_decode_args (the argument checks common to
+ * uniparser_decode_cpu and uniparser_decode_cuda) and error_string (the text of a return code).
  */
 #ifndef UNIPARSER_DECODE_CORE_H
 #define UNIPARSER_DECODE_CORE_H
 
 #include <math.h>
 #include <stdint.h>
+
+#include "uniparser_decode.h" /* return codes */
 
 #if defined(__CUDACC__)
 #define UP_HD __host__ __device__ __forceinline__
@@ -196,6 +200,48 @@ UP_HD void better(float v, int k, float* best, int* arg) {
 /* label of the best kept class (class id c -> label c + 1) where its confidence is > 0.5, else 0 */
 UP_HD unsigned char part_label(float best, int best_class) {
     return best > UP_PART_THR ? (unsigned char)(best_class + 1) : (unsigned char)0;
+}
+
+/* ---- host only (plain functions: nvcc compiles them for the host) ------------------------------------------ */
+
+/* The argument checks shared by uniparser_decode_cpu and uniparser_decode_cuda, in this order: the input
+ * pointers, the dimensions, the class count, max_maps and part_maps, the geometry, NaN thresholds. Each entry
+ * point adds its own output-pointer and size-overflow checks. */
+static inline int check_decode_args(const float* center_logits, int S, const float* ins, const float* sem,
+                                    const float* seg_kernels, int D, int h, int w, int C, int K, float ctr_score,
+                                    float mask_thr, float cate_score_thr, int img_h, int img_w, int ori_h,
+                                    int ori_w, const unsigned char* part_maps, int max_maps) {
+    if (!center_logits || !ins || !sem || !seg_kernels) return UNIPARSER_ERR_NULL_POINTER;
+    if (S < 1 || D < 1 || h < 1 || w < 1 || C < 1 || K < 1) return UNIPARSER_ERR_BAD_DIMS;
+    if (C > 255) return UNIPARSER_ERR_TOO_MANY_CLASSES;
+    if (max_maps < 0) return UNIPARSER_ERR_BAD_MAX_MAPS;
+    if (max_maps > 0 && !part_maps) return UNIPARSER_ERR_NULL_POINTER;
+    if (img_h < 1 || img_w < 1 || ori_h < 1 || ori_w < 1 || (int64_t)img_h > 4 * (int64_t)h ||
+        (int64_t)img_w > 4 * (int64_t)w)
+        return UNIPARSER_ERR_BAD_GEOMETRY;
+    if (ctr_score != ctr_score || mask_thr != mask_thr || cate_score_thr != cate_score_thr)  /* NaN */
+        return UNIPARSER_ERR_BAD_THRESHOLD;
+    return UNIPARSER_OK;
+}
+
+/* Human-readable text of a return code (static storage; never NULL): uniparser_decode_error_string and
+ * uniparser_decode_cuda_error_string. */
+static inline const char* error_string(int code) {
+    switch (code) {
+        case UNIPARSER_OK: return "ok";
+        case UNIPARSER_ERR_NULL_POINTER: return "a required pointer is NULL";
+        case UNIPARSER_ERR_BAD_DIMS: return "bad dimensions: S, D, h, w, C and K must be >= 1";
+        case UNIPARSER_ERR_BAD_GEOMETRY:
+            return "bad geometry: need 1 <= img_h <= 4*h, 1 <= img_w <= 4*w, ori_h >= 1, ori_w >= 1";
+        case UNIPARSER_ERR_TOO_MANY_CLASSES: return "too many classes: C must be <= 255 (uint8 labels c+1)";
+        case UNIPARSER_ERR_BAD_MAX_MAPS: return "max_maps must be >= 0";
+        case UNIPARSER_ERR_BAD_THRESHOLD: return "a threshold is NaN";
+        case UNIPARSER_ERR_OUT_OF_MEMORY: return "host memory allocation failed";
+        case UNIPARSER_ERR_CUDA: return "a CUDA call failed";
+        case UNIPARSER_ERR_WORKSPACE: return "workspace is NULL or too small";
+        case UNIPARSER_ERR_SIZE_OVERFLOW: return "a buffer size overflows";
+        default: return "unknown error code";
+    }
 }
 
 }  // namespace core

@@ -38,7 +38,7 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S,
                                         unsigned char* keep, unsigned char* part_maps, int max_maps,
                                         void* workspace, size_t workspace_size, cudaStream_t stream);
 
-/* Text of a code (same table as the CPU library, duplicated so the CUDA library stands alone). */
+/* Text of a code (the table of uniparser_decode_core.h, compiled into both libraries so that each stands alone). */
 UNIPARSER_API const char* uniparser_decode_cuda_error_string(int code);
 
 #ifdef __cplusplus

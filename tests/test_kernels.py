@@ -15,35 +15,12 @@ from uniparser_sdk.kernels import (PLUGIN_ATTRIBUTES, PLUGIN_INPUTS, PLUGIN_NAME
                                    PLUGIN_VERSION, unpack_part_maps)
 from uniparser_sdk.kernels import build as kbuild
 from uniparser_sdk.kernels.cpu import DecodeError, decode_cpu, load_library, peaks_cpu
+from uniparser_sdk.kernels.testing import structured_scene
 from uniparser_sdk.model.configs import DecodeConfig
 from uniparser_sdk.model.decode import decode_single
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-def structured_scene(seed, S=16, D=16, h=24, w=32, C=7, persons=3, parts=3):
-    """Random scene in which persons and categories survive: each person's region has its instance features
-    boosted along one random direction, sub-regions have semantic features boosted along a seg kernel."""
-    rng = np.random.default_rng(seed)
-    sd = 1.0 / np.sqrt(D)
-    ins = rng.normal(0, sd, (D, h, w)).astype(np.float32)
-    sem = rng.normal(0, sd, (D, h, w)).astype(np.float32)
-    seg = rng.normal(0, 1, (C, D)).astype(np.float32)
-    logits = rng.normal(-6, 0.5, (S, S)).astype(np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    for _ in range(persons):
-        cy, cx = int(rng.integers(h // 5, h - h // 5)), int(rng.integers(w // 5, w - w // 5))
-        ry, rx = int(rng.integers(max(h // 6, 2), h // 3 + 1)), int(rng.integers(max(w // 8, 2), w // 4 + 1))
-        reg = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-        e = rng.normal(0, 1, D).astype(np.float32)
-        ins[:, reg] += 1.5 * (e / np.linalg.norm(e))[:, None]
-        for c in rng.choice(C, parts, replace=False):
-            oy, ox = rng.integers(-ry // 2, ry // 2 + 1), rng.integers(-rx // 2, rx // 2 + 1)
-            sub = reg & ((((yy - cy - oy) / max(ry / 2, 1)) ** 2 + ((xx - cx - ox) / max(rx / 2, 1)) ** 2) <= 1)
-            sem[:, sub] += float(rng.uniform(1.5, 3.0)) * (seg[c] / np.linalg.norm(seg[c]))[:, None]
-        logits[min(S - 1, cy * S // h), min(S - 1, cx * S // w)] = float(rng.uniform(1, 3))
-    return logits, ins, sem, seg
-
 
 def two_person_scene():
     """Hand-built: two overlapping persons (instance channels 0 and 1, both in the overlap), four part classes

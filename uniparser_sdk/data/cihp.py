@@ -106,6 +106,19 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
+def split_persons(cat: np.ndarray, hum: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """A CIHP (category map, person-index map) pair -> ``[(person index k, uint8 part map of person k)]``,
+    ascending k; persons without any part label are dropped."""
+    persons = []
+    for k in np.unique(hum):
+        if k == 0:
+            continue
+        m = np.where(hum == k, cat, 0).astype(np.uint8)
+        if m.any():
+            persons.append((int(k), m))
+    return persons
+
+
 def _read_ids(path: str) -> list[str]:
     with open(path) as f:
         ids = [ln.strip() for ln in f if ln.strip()]
@@ -178,14 +191,7 @@ class CIHPDataset:
                              f"{cat_p} {cat.shape}, {hum_p} {hum.shape}")
         if int(cat.max(initial=0)) >= self.num_classes:
             raise ValueError(f"{cat_p}: label {int(cat.max())} >= {self.num_classes} CIHP classes")
-        persons = []
-        for k in np.unique(hum):
-            if k == 0:
-                continue
-            m = np.where(hum == k, cat, 0).astype(np.uint8)
-            if m.any():
-                persons.append(m)
-        return {"id": sid, "image": image, "persons": persons}
+        return {"id": sid, "image": image, "persons": [m for _, m in split_persons(cat, hum)]}
 
     def __iter__(self):
         for i in range(len(self)):

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..classes import MHP_V2_CLASSES
 from .cihp import read_image, read_label_png
-from .synthetic import _check_id, _imwrite, _update_list
+from .synthetic import _checked_sample, _imwrite, _update_list
 
 __all__ = ["MHPv2Dataset", "write_mhp"]
 
@@ -148,11 +148,7 @@ def write_mhp(root: str, samples: Iterable[dict], split: str = "train", channels
             old.setdefault(m["id"], []).append(name)
     ids = []
     for sample in samples:
-        sid = _check_id(sample["id"])
-        img = np.asarray(sample["image"])
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"sample {sid!r}: image must be HxWx3 uint8, got {img.dtype} {img.shape}")
-        persons = sample["persons"]
+        sid, img, persons = _checked_sample(sample)
         n = len(persons)
         if n == 0:
             raise ValueError(f"sample {sid!r} has no persons; MHPv2 annotations need at least one")

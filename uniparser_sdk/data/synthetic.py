@@ -512,6 +512,15 @@ def _check_id(sample_id: str) -> str:
     return sample_id
 
 
+def _checked_sample(sample: dict) -> tuple[str, np.ndarray, list]:
+    """``(id, image, persons)`` of a sample about to be written: the id checked, the image HxWx3 uint8."""
+    sid = _check_id(sample["id"])
+    img = np.asarray(sample["image"])
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"sample {sid!r}: image must be HxWx3 uint8, got {img.dtype} {img.shape}")
+    return sid, img, sample["persons"]
+
+
 def _imwrite(path: str, arr: np.ndarray, params=()) -> None:
     if not cv2.imwrite(path, arr, list(params)):
         raise OSError(f"could not write {path}")
@@ -549,11 +558,7 @@ def write_cihp(root: str, scenes: Iterable[dict], split: str = "Training", jpeg_
         os.makedirs(d, exist_ok=True)
     ids = []
     for sample in scenes:
-        sid = _check_id(sample["id"])
-        img = np.asarray(sample["image"])
-        if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError(f"sample {sid!r}: image must be HxWx3 uint8, got {img.dtype} {img.shape}")
-        persons = sample["persons"]
+        sid, img, persons = _checked_sample(sample)
         if len(persons) > 255:
             raise ValueError(f"sample {sid!r}: {len(persons)} persons do not fit an 8-bit Human_ids PNG")
         cat = np.zeros(img.shape[:2], np.uint8)

@@ -56,7 +56,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..data.cihp import read_label_png
+from ..data.cihp import read_label_png, split_persons
 from ..io_utils import atomic_write_text
 
 __all__ = ["PredictionFolder", "PredictionWriter", "ImagePrediction", "PredictionFormatError",
@@ -299,13 +299,7 @@ class PredictionFolder:
         self._check(cat, cat_p, image_id, shape, num_classes)
         self._check(hum, hum_p, image_id, shape, None)
         out.files = [str(cat_p), str(hum_p)]
-        persons = []
-        for k in np.unique(hum):
-            if k == 0:
-                continue
-            m = np.where(hum == k, cat, 0).astype(np.uint8)
-            if m.any():
-                persons.append((self._score(image_id, str(hum_p), int(k)), m))
+        persons = [(self._score(image_id, str(hum_p), k), m) for k, m in split_persons(cat, hum)]
         order = sorted(range(len(persons)), key=lambda i: -persons[i][0])
         out.persons = [persons[i] for i in order]
         out.semantic = cat

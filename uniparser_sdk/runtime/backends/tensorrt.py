@@ -2,10 +2,8 @@
 
 - ``import tensorrt`` and the CUDA bindings (pycuda, else cuda-python) happen lazily in the constructor,
   with a message naming the ``trt`` extra when they are missing.
-- The engine's sidecar ``<engine>.json`` (``{"format": "uniparser-trt-sidecar/1", "props": ModelMeta props,
-  "tensorrt_version", "compute_capability", "profile", "plugin", ...}`` written by
-  :mod:`uniparser_sdk.export.tensorrt_build`; ``"metadata"`` is accepted for ``"props"``) gives the model
-  metadata; before
+- The engine's sidecar ``<engine>.json`` (format, reader and compatibility rule:
+  :mod:`uniparser_sdk.engine_sidecar`, shared with the exporter) gives the model metadata; before
   deserialising, the TensorRT version and the GPU's compute capability are checked against it and a
   mismatch is refused with a clear message (engines are tied to both).
 - One execution context and one explicit CUDA stream **per thread** (``threading.local``); per context,
@@ -14,30 +12,33 @@
   optimisation profile (``engine.get_tensor_profile_shape(name, 0)``), then binds addresses with
   ``set_tensor_address`` and runs ``execute_async_v3(stream)``.
 
-The pure logic (sidecar parsing, compatibility checks, profile checks/fitting, allocation sizes) is
-module-level and unit-tested without TensorRT; the rest runs in the GPU tests.
+The pure logic (profile checks/fitting, allocation sizes; sidecar parsing and compatibility checks from
+:mod:`uniparser_sdk.engine_sidecar`) is module-level and unit-tested without TensorRT; the rest runs in
+the GPU tests.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..._lazy import MissingDependency, require
-from ...model_meta import ModelMeta
+from ...engine_sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned there)
+    EngineCompatibilityError, EngineSidecar, SidecarError, TensorProfile, check_compatibility,
+    parse_compute_capability, read_sidecar, sidecar_path,
+)
 from .base import Backend, InputConstraints, validate_batch, validate_decode_params
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "TensorRTBackend", "EngineSidecar", "TensorProfile", "EngineCompatibilityError", "sidecar_path",
+    "TensorRTBackend", "EngineSidecar", "TensorProfile", "EngineCompatibilityError", "SidecarError", "sidecar_path",
     "read_sidecar", "check_compatibility", "parse_compute_capability", "check_input_shape",
     "fit_to_profile", "allocation_plan", "tensor_nbytes",
 ]
@@ -45,156 +46,9 @@ __all__ = [
 BUFFER_CACHE_SHAPES = 4  # input shapes whose buffers each thread keeps
 
 
-class EngineCompatibilityError(RuntimeError):
-    """The engine was built for another TensorRT version or GPU architecture."""
-
-
 # --------------------------------------------------------------------------------------------
-# Pure logic (no tensorrt needed)
+# Pure logic (no tensorrt needed); the sidecar format itself is uniparser_sdk.engine_sidecar
 # --------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TensorProfile:
-    """Optimisation-profile bounds of one input tensor (inclusive)."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def __post_init__(self):
-        if not (len(self.min) == len(self.opt) == len(self.max)):
-            raise ValueError(f"profile ranks differ: min {self.min}, opt {self.opt}, max {self.max}")
-        if any(a > b for a, b in zip(self.min, self.max)):
-            raise ValueError(f"profile min {self.min} exceeds max {self.max}")
-
-    @classmethod
-    def parse(cls, value) -> "TensorProfile":
-        """``{"min": [...], "opt": [...], "max": [...]}`` or ``[min, opt, max]``."""
-        if isinstance(value, dict):
-            try:
-                mn, mx = value["min"], value["max"]
-            except KeyError as exc:
-                raise ValueError(f"profile entry needs 'min' and 'max': {value!r}") from exc
-            op = value.get("opt", mx)
-        elif isinstance(value, (list, tuple)) and len(value) == 3:
-            mn, op, mx = value
-        else:
-            raise ValueError(f"cannot read a profile from {value!r}")
-        return cls(tuple(int(v) for v in mn), tuple(int(v) for v in op), tuple(int(v) for v in mx))
-
-    def contains(self, shape: Sequence[int]) -> bool:
-        shape = tuple(int(v) for v in shape)
-        return len(shape) == len(self.min) and all(a <= s <= b for a, s, b in zip(self.min, shape, self.max))
-
-
-def parse_compute_capability(value) -> tuple[int, int]:
-    """``"8.6"``, ``"sm_86"``, ``"86"``, ``[8, 6]`` or ``(8, 6)`` -> (8, 6)."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    s = str(value).strip().lower()
-    if s.startswith("sm_"):
-        s = s[3:]
-    if "." in s:
-        a, b = s.split(".", 1)
-        return int(a), int(b)
-    if s.isdigit() and len(s) >= 2:
-        return int(s[:-1]), int(s[-1])
-    raise ValueError(f"cannot read a compute capability from {value!r}")
-
-
-def _version_tuple(v: str, n: int = 3) -> tuple[int, ...]:
-    parts = []
-    for p in str(v).split("."):
-        digits = "".join(ch for ch in p if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple((parts + [0] * n)[:n])
-
-
-@dataclass
-class EngineSidecar:
-    meta: ModelMeta
-    tensorrt_version: str
-    compute_capability: tuple[int, int]
-    profile: dict[str, TensorProfile] = field(default_factory=dict)
-    raw: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "sidecar") -> "EngineSidecar":
-        if not isinstance(d, dict):
-            raise ValueError(f"{source}: expected a JSON object, got {type(d).__name__}")
-        meta_key = "props" if "props" in d else "metadata"  # the builder writes "props"
-        missing = [k for k in (meta_key, "tensorrt_version", "compute_capability") if k not in d]
-        if missing:
-            raise ValueError(f"{source}: missing key(s) {missing}")
-        fmt = d.get("format")
-        if fmt is not None and not str(fmt).startswith("uniparser-trt-sidecar/"):
-            raise ValueError(f"{source}: not a UniParser engine sidecar (format {fmt!r})")
-        props = d[meta_key]
-        if not isinstance(props, dict):
-            raise ValueError(f"{source}: {meta_key!r} must be an object of ModelMeta properties")
-        meta = ModelMeta.from_props({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
-        prof = d.get("profile") or {}
-        if isinstance(prof, dict) and {"min", "max"} <= set(prof):
-            prof = {"images": prof}  # a bare profile is the images input's
-        if isinstance(prof, list):  # [{"images": {...}}] -- profile 0 is the one used
-            prof = prof[0] if prof else {}
-        if not isinstance(prof, dict):
-            raise ValueError(f"{source}: 'profile' must map input names to min/opt/max shapes")
-        profile = {str(k): TensorProfile.parse(v) for k, v in prof.items()}
-        return cls(meta, str(d["tensorrt_version"]), parse_compute_capability(d["compute_capability"]), profile, d)
-
-
-def sidecar_path(engine_path) -> Path:
-    """``model.engine`` -> ``model.engine.json`` (else ``model.json`` when only that exists)."""
-    p = Path(engine_path)
-    primary = p.with_name(p.name + ".json")
-    if primary.exists():
-        return primary
-    alt = p.with_suffix(".json")
-    return alt if alt.exists() else primary
-
-
-def read_sidecar(engine_path) -> EngineSidecar:
-    path = sidecar_path(engine_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"TensorRT engine {engine_path} has no metadata sidecar {path}; "
-                                "engines exported by uniparser-export come with one")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read engine sidecar {path}: {exc}") from exc
-    return EngineSidecar.from_dict(d, str(path))
-
-
-def check_compatibility(sidecar: EngineSidecar, trt_version: str, compute_capability) -> None:
-    """Refuse an engine built with another TensorRT (major.minor.patch) or for another GPU architecture.
-
-    Engines built with TensorRT's version-compatible or hardware-compatible options say so in the
-    sidecar (``"version_compatible": true``; ``"hardware_compatibility": "ampere_plus"``)."""
-    raw = sidecar.raw or {}
-    built, here = _version_tuple(sidecar.tensorrt_version), _version_tuple(trt_version)
-    if built != here:
-        if not (raw.get("version_compatible") and here[0] == built[0] and here >= built):
-            raise EngineCompatibilityError(
-                f"engine built with TensorRT {sidecar.tensorrt_version}, this is TensorRT {trt_version}: "
-                "TensorRT engines only run on the version that built them; rebuild the engine from the "
-                ".onnx file here (uniparser-export ... --engine)")
-    cc_built = tuple(sidecar.compute_capability)
-    cc_here = parse_compute_capability(compute_capability)
-    hw = str(raw.get("hardware_compatibility", "none")).lower()
-    if hw in ("ampere_plus", "ampere+"):
-        if cc_here < (8, 0):
-            raise EngineCompatibilityError(f"engine built for Ampere or newer GPUs (sm_80+); this GPU is "
-                                           f"sm_{cc_here[0]}{cc_here[1]}")
-        return
-    if cc_built != cc_here:
-        raise EngineCompatibilityError(
-            f"engine built for compute capability {cc_built[0]}.{cc_built[1]}, this GPU is "
-            f"{cc_here[0]}.{cc_here[1]}: TensorRT engines are tied to the GPU architecture; rebuild the engine "
-            "on this machine from the .onnx file")
-
 
 def check_input_shape(name: str, shape: Sequence[int], profile: TensorProfile) -> None:
     """Raise ValueError naming the offending dimension when ``shape`` lies outside ``profile``."""
