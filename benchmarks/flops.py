@@ -66,15 +66,9 @@ def _part_of(name: str) -> str:
     return "other"
 
 
-def count_flops(model_or_config, input_hw, batch: int = 1) -> FlopsReport:
-    """MACs of one forward pass of a UniParser network on a ``batch`` x 3 x H x W input.
-
-    ``model_or_config``: a :class:`~uniparser_sdk.model.uniparser.UniParser` (its shapes are used; it is
-    not run on its own device -- a meta-device copy is built from its config) or a config name /
-    :class:`~uniparser_sdk.model.configs.ModelConfig`. ``input_hw`` is rounded up to multiples of 32
-    (the padded size the network sees)."""
+def _meta_model(model_or_config, input_hw):
+    """A meta-device UniParser of the model's / config's shapes and the padded input (H, W)."""
     from uniparser_sdk.model.configs import ModelConfig, get_config
-    from uniparser_sdk.model.dcn import ModulatedDeformConv2d
     from uniparser_sdk.model.uniparser import UniParser
 
     if isinstance(model_or_config, nn.Module):
@@ -83,9 +77,21 @@ def count_flops(model_or_config, input_hw, batch: int = 1) -> FlopsReport:
         cfg = model_or_config
     else:
         cfg = get_config(str(model_or_config))
-    h, w = padded_input_hw(*input_hw)
     with torch.device("meta"):
         model = UniParser(cfg).eval()
+    return model, padded_input_hw(*input_hw)
+
+
+def count_flops(model_or_config, input_hw, batch: int = 1) -> FlopsReport:
+    """MACs of one forward pass of a UniParser network on a ``batch`` x 3 x H x W input.
+
+    ``model_or_config``: a :class:`~uniparser_sdk.model.uniparser.UniParser` (its shapes are used; it is
+    not run on its own device -- a meta-device copy is built from its config) or a config name /
+    :class:`~uniparser_sdk.model.configs.ModelConfig`. ``input_hw`` is rounded up to multiples of 32
+    (the padded size the network sees)."""
+    from uniparser_sdk.model.dcn import ModulatedDeformConv2d
+
+    model, (h, w) = _meta_model(model_or_config, input_hw)
 
     parts: dict[str, int] = {}
 
@@ -147,18 +153,7 @@ def flop_counter_macs(model_or_config, input_hw) -> int:
     convolutions and the DCN main products (a matmul), not the DCN sampling (a grid_sample)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from uniparser_sdk.model.configs import ModelConfig, get_config
-    from uniparser_sdk.model.uniparser import UniParser
-
-    if isinstance(model_or_config, nn.Module):
-        cfg = model_or_config.config
-    elif isinstance(model_or_config, ModelConfig):
-        cfg = model_or_config
-    else:
-        cfg = get_config(str(model_or_config))
-    h, w = padded_input_hw(*input_hw)
-    with torch.device("meta"):
-        model = UniParser(cfg).eval()
+    model, (h, w) = _meta_model(model_or_config, input_hw)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(torch.zeros(1, 3, h, w, device="meta"))
