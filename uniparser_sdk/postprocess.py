@@ -34,6 +34,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
+from .model.configs import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR  # torch-free module
 from .preprocess import ImageMeta, labels_to_original, nearest_index
 from .results import ParseResult
 
@@ -43,12 +44,6 @@ __all__ = [
     "finish_products", "finish_plugin", "unpack_part_maps", "finish_raw", "decode_products", "center_peaks",
 ]
 
-# Constants of the reference decode (uniparser_sdk.model.decode; repeated here to stay torch-free).
-NORM_EPS = 1e-12
-MASKNESS_EPS = 1e-5
-PART_THR = 0.5
-POS_THR = 0.5
-COUNT_THR = 0.1
 
 PRODUCTS_OUTPUTS = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
 PLUGIN_OUTPUTS = ("scores", "num_instances", "part_maps")

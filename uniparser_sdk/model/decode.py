@@ -35,13 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .configs import DecodeConfig
-
-NORM_EPS = 1e-12
-MASKNESS_EPS = 1e-5
-PART_THR = 0.5
-POS_THR = 0.5
-COUNT_THR = 0.1
+from .configs import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR, DecodeConfig
 
 
 @dataclass

@@ -39,7 +39,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-NORM_EPS = 1e-12
+from ..model.configs import NORM_EPS
 LOSS_NAMES = ("center", "ins", "sem", "neg", "parsing", "metric")
 
 __all__ = ["LossConfig", "UniParserLoss", "dice_loss", "sigmoid_focal_loss", "metric_term", "cosine_maps",
