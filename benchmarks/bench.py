@@ -265,12 +265,12 @@ def _source_digest() -> str:
     import uniparser_sdk
 
     root = Path(uniparser_sdk.__file__).resolve().parent
-    files = sorted((root / "model").glob("*.py")) + [root / "model_meta.py"]
+    files = sorted((root / "model").glob("*.py")) + sorted((root / "contract").glob("*.py"))
     try:
         import uniparser_sdk.export as ex
 
         ex_dir = Path(ex.__file__).resolve().parent
-        files += [ex_dir / "graph_decode.py", ex_dir / "onnx_export.py"]
+        files += [ex_dir / "onnx_export.py"]
     except Exception:
         pass
     files = [f for f in files if f.is_file()]
@@ -512,7 +512,7 @@ def resolve_targets(models, configs) -> list[Target]:
 def _export_products(model, path: Path, pad_hw, scale, max_instances: int, log) -> None:
     """products-v1 ONNX of ``model`` (hooks included): the SDK exporter (onnxsim on, parity off), else a
     plain torch.onnx.export of EndToEnd (TorchScript exporter, opset 19)."""
-    from uniparser_sdk.model_meta import LAYOUT_PRODUCTS, ModelMeta
+    from uniparser_sdk.contract import LAYOUT_PRODUCTS, ModelMeta
 
     try:
         from uniparser_sdk.export import onnx_export as ox
@@ -532,7 +532,7 @@ def _export_products(model, path: Path, pad_hw, scale, max_instances: int, log) 
     import torch
 
     from uniparser_sdk.classes import classes_for
-    from uniparser_sdk.export.graph_decode import INPUT_NAMES, OUTPUT_NAMES, EndToEnd
+    from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, EndToEnd
 
     cfg = model.config
     meta = ModelMeta(layout=LAYOUT_PRODUCTS, config=cfg.to_dict(), classes=list(classes_for(cfg.num_classes)),
@@ -572,7 +572,7 @@ def _export_decode_only(seg_kernels, num_grid: int, feat_dim: int, feat_hw, max_
     import torch
     import torch.nn as nn
 
-    from uniparser_sdk.export.graph_decode import OUTPUT_NAMES, EndToEnd
+    from uniparser_sdk.model.end_to_end import OUTPUT_NAMES, EndToEnd
 
     class _Feed(nn.Module):
         def __init__(self):
@@ -670,12 +670,12 @@ def prepare_target(t: Target, args, pad_hw, scale, cache: Path, backends, log) -
         dec_path = None
         try:
             from uniparser_sdk.model.configs import ModelConfig
-            from uniparser_sdk.model_meta import ModelMeta
+            from uniparser_sdk.contract import read_onnx_metadata
 
             import onnx
 
             proto = onnx.load(t.path, load_external_data=False)
-            meta = ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
+            meta = read_onnx_metadata(proto)
             if meta.config:
                 t.config = ModelConfig.from_dict(meta.config)
             t.params = int(sum(int(np.prod(init.dims)) for init in proto.graph.initializer))
@@ -713,7 +713,7 @@ def compute_features(t: Target, image, scale) -> Optional[tuple]:
     import torch
 
     from uniparser_sdk.model.checkpoint import load_model
-    from uniparser_sdk.preprocess import preprocess
+    from uniparser_sdk.runtime.preprocess import preprocess
 
     model, _ = load_model(t.pth)
     handle = t.planted.install(model) if t.planted is not None else None
@@ -952,7 +952,7 @@ def compare_decodes(t: Target, image_meta, counts, args, log) -> dict:
     methods.append(("reference decode_single (torch)",
                     "K-slot products, per-person separable finishing inside the mask box",
                     lambda i: decode_single(tc, ti, ts, tk, img_shape, ori_shape, dcfg(i)).part_maps.numpy()))
-    from uniparser_sdk.postprocess import finish_products, finish_raw
+    from uniparser_sdk.runtime.finish import finish_products, finish_raw
 
     if t.decode_onnx:
         import onnxruntime as ort
@@ -980,10 +980,10 @@ def compare_decodes(t: Target, image_meta, counts, args, log) -> dict:
                                    "cate_score_thr": d.cate_score_thr, "max_instances": k}, seg_kernels=seg)
         return np.stack([q.parts for q in res]) if len(res) else np.zeros((0,) + ori_shape, np.uint8)
 
-    methods.append(("numpy raw-v1 path (numpy steps 1-5)", "uniparser_sdk.postprocess.finish_raw", numpy_raw))
+    methods.append(("numpy raw-v1 path (numpy steps 1-5)", "uniparser_sdk.runtime.finish.finish_raw", numpy_raw))
     skipped = {}
     try:
-        from uniparser_sdk.kernels import cpu as kcpu
+        from uniparser_sdk.fused import cpu as kcpu
 
         kcpu.load_library()
 
@@ -992,12 +992,12 @@ def compare_decodes(t: Target, image_meta, counts, args, log) -> dict:
             return kcpu.decode_cpu(c, ins, sem, seg, img_shape, ori_shape, d.ctr_score, d.mask_thr,
                                    d.cate_score_thr, k)["part_maps"]
 
-        methods.append(("fused CPU twin (C++, uniparser_sdk.kernels)", "fused, count-only, box-restricted", twin))
+        methods.append(("fused CPU twin (C++, uniparser_sdk.fused)", "fused, count-only, box-restricted", twin))
     except Exception as exc:
         skipped["fused CPU twin (C++)"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
     if torch.cuda.is_available() and args.device != "cpu":
         try:
-            from uniparser_sdk.kernels import torch_op
+            from uniparser_sdk.fused import torch_op
 
             if torch_op.is_available():
                 torch_op.load()
@@ -1010,7 +1010,7 @@ def compare_decodes(t: Target, image_meta, counts, args, log) -> dict:
                     torch.cuda.synchronize()
                     return out["part_maps"].cpu().numpy()
 
-                methods.append(("fused CUDA op (GPU)", "uniparser_sdk.kernels.torch_op", cuda_op))
+                methods.append(("fused CUDA op (GPU)", "uniparser_sdk.fused.torch_op", cuda_op))
             else:
                 skipped["fused CUDA op"] = "torch_op unavailable (needs nvcc / CUDA_HOME)"
         except Exception as exc:
@@ -1303,7 +1303,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def _tensorrt_unavailable() -> Optional[str]:
     try:
-        from uniparser_sdk.export import tensorrt_build as tb
+        from uniparser_sdk.backends.tensorrt import build as tb
     except Exception as exc:
         return f"export.tensorrt_build unavailable ({type(exc).__name__})"
     try:
@@ -1314,8 +1314,8 @@ def _tensorrt_unavailable() -> Optional[str]:
 
 
 def _build_engine(t: Target, pad_hw, cache: Path, args, log) -> str:
-    from uniparser_sdk.export import tensorrt_build as tb
-    from uniparser_sdk.export.onnx_export import read_metadata
+    from uniparser_sdk.backends.tensorrt import build as tb
+    from uniparser_sdk.contract import read_onnx_metadata as read_metadata
 
     env = tb.check_environment()
     stem = Path(t.onnx).stem + ("-fp16" if args.trt_fp16 else "") + f"-trt{env['tensorrt_version']}-sm{env['compute_capability']}"
@@ -1339,7 +1339,7 @@ def run(args, log=print) -> dict:
     size_wh = parse_size(args.size)
     w, h = size_wh
     scale = (max(w, h), min(w, h))
-    from uniparser_sdk.preprocess import pad_size, preprocess
+    from uniparser_sdk.runtime.preprocess import pad_size, preprocess
 
     pad_hw = pad_size(h, w)
     if args.iters < 1 or args.warmup < 0 or args.num_images < 1:

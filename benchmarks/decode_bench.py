@@ -4,11 +4,11 @@ Same inputs for every method: a synthetic scene at the size of a 1333x800 image 
 800x1344, so stride-4 features h=200, w=336), D=128-dim features, C=58 categories (MHPv2), S=40 grid,
 3 persons with several parts each, K=100 slots. Methods:
 
-  cpu-twin        uniparser_sdk.kernels.decode_cpu (C++, OpenMP): fused, count-only, box-restricted
+  cpu-twin        uniparser_sdk.fused.decode_cpu (C++, OpenMP): fused, count-only, box-restricted
   torch-single    uniparser_sdk.model.decode.decode_single (the specification; K-slot products,
                   per-person separable finishing)
   torch-official  uniparser_sdk.model.decode.decode_official_style (per person, full C x H x W upsample)
-  cuda-op         uniparser_sdk.kernels.torch_op.decode_cuda (with --device cuda, when available)
+  cuda-op         uniparser_sdk.fused.torch_op.decode_cuda (with --device cuda, when available)
 
 Median (and p90) milliseconds over --runs runs after --warmup runs; every method's label maps are compared with
 torch-single's. Timings are a benchmark, not a test. Example:
@@ -33,8 +33,8 @@ def _bench_radius_bounds(h, w):
 
 def make_scene(seed=0, S=40, D=128, h=200, w=336, C=58, persons=3, parts=8):
     """Synthetic features in which persons and parts survive the decode
-    (:func:`uniparser_sdk.kernels.testing.structured_scene`, with this benchmark's person sizes)."""
-    from uniparser_sdk.kernels.testing import structured_scene
+    (:func:`uniparser_sdk.data.decode_scenes.structured_scene`, with this benchmark's person sizes)."""
+    from uniparser_sdk.data.decode_scenes import structured_scene
 
     return structured_scene(seed, S=S, D=D, h=h, w=w, C=C, persons=persons, parts=parts,
                             radius_bounds=_bench_radius_bounds)
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from uniparser_sdk.kernels import cpu as kcpu
+    from uniparser_sdk.fused import cpu as kcpu
     from uniparser_sdk.model.configs import DecodeConfig
     from uniparser_sdk.model.decode import decode_official_style, decode_single
 
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                 med, p90, g = timeit(lambda: decode_official_style(dev[0][None], *dev[1:], img, ori, cfg),
                                      args.official_runs, min(args.warmup, 1), sync)
                 record("torch-official", "cuda", med, p90, g.cpu().numpy(), ref_maps)
-            from uniparser_sdk.kernels import torch_op
+            from uniparser_sdk.fused import torch_op
             if torch_op.is_available():
                 torch_op.load()
                 med, p90, g = timeit(lambda: torch_op.decode_cuda(*dev, img, ori, cfg.ctr_score, cfg.mask_thr,

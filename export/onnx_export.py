@@ -7,7 +7,7 @@ destination is replaced only by a complete, verified one.
 
 Layouts (see :mod:`uniparser_sdk.model_meta`):
 
-* ``products-v1`` (default): :class:`~uniparser_sdk.export.graph_decode.EndToEnd` -- input ``images``
+* ``products-v1`` (default): :class:`~uniparser_sdk.model.end_to_end.EndToEnd` -- input ``images``
   (dynamic batch, height, width) and ``decode_params`` (the thresholds, fed by the runtime from the
   metadata or the user's overrides), the network and decode steps 1-4 in standard ONNX operators with
   fixed-K outputs plus a count. DCNv2 is the standard ``DeformConv`` operator (opset >= 19).
@@ -42,9 +42,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uniparser_sdk.model_meta import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta
+from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta
+from uniparser_sdk.contract import read_onnx_metadata as read_metadata  # noqa: F401  (used by the CLI)
 
-from .graph_decode import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES, EndToEnd
+from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES, EndToEnd
 
 DEFAULT_OPSET = 19
 SUPPORTED_OPSETS = (19, 20)  # DeformConv needs 19; 20 is the TorchScript exporter's maximum
@@ -338,15 +339,6 @@ def set_metadata(proto, meta: ModelMeta) -> None:
                         f"{meta.precision}; metadata under the 'uniparser.' keys")
 
 
-def read_metadata(model_or_path) -> ModelMeta:
-    """ModelMeta of an exported ONNX model (ModelProto or path)."""
-    import onnx
-
-    proto = model_or_path if isinstance(model_or_path, onnx.ModelProto) else onnx.load(str(model_or_path),
-                                                                                     load_external_data=False)
-    return ModelMeta.from_props({p.key: p.value for p in proto.metadata_props})
-
-
 def check_model(proto) -> None:
     import onnx
 
@@ -504,7 +496,7 @@ def export_plugin_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET,
                        **kw) -> ExportReport:
     """The plugin-v1 variant: the raw-v1 network (parity-checked) plus one fused ``UniParserDecode``
     node whose thresholds are node attributes (baked in; the metadata records them)."""
-    from uniparser_sdk.model_meta import LAYOUT_PLUGIN
+    from uniparser_sdk.contract import LAYOUT_PLUGIN
 
     from .plugin_rewrite import rewrite_to_plugin
 

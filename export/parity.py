@@ -3,7 +3,7 @@
 ONNX Runtime runs the serialized model (exactly the bytes that will be written) on structured
 synthetic images -- a gradient background, person-like ellipses and noise, so no region is flat and
 no two grid cells tie -- at sizes other than the export sample size, batch 2; PyTorch runs
-:class:`~uniparser_sdk.export.graph_decode.EndToEnd` on the float32 model with the same inputs.
+:class:`~uniparser_sdk.model.end_to_end.EndToEnd` on the float32 model with the same inputs.
 
 Compared:
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from uniparser_sdk.model_meta import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
+from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
 
 RAW_NAMES = ("center_logits", "ins_feats", "sem_feats")
 PRODUCT_NAMES = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
@@ -245,7 +245,7 @@ def _match(stats: PassStats, ort_out: dict, ref_out: dict) -> None:
 def _torch_decode(model, k: int, images, params, raw=None):
     import torch
 
-    from .graph_decode import EndToEnd
+    from uniparser_sdk.model.end_to_end import EndToEnd
 
     with torch.no_grad():
         if raw is None:

@@ -9,7 +9,7 @@ node in the custom domain ``uniparser`` (declared in ``opset_import``): with the
 ``onnx.checker`` rejects the file ("No Op registered for UniParserDecode"). ONNX Runtime has no kernel
 for the node; this variant is for TensorRT only.
 
-Contract: :mod:`uniparser_sdk.kernels` (``PLUGIN_*`` constants, written with the plugin in kernels/):
+Contract: :mod:`uniparser_sdk.fused` (``PLUGIN_*`` constants, written with the plugin in kernels/):
 
 inputs   center_logits  float32 (B, 1, S, S)
          ins_feats      float32 (B, D, h, w)
@@ -19,7 +19,7 @@ outputs  scores         float32 (B, K)            descending, 0 beyond num_insta
          num_instances  int32   (B,)
          part_maps      int32   (B, K, 4h, w)     uint8 labels (B, K, 4h, 4w) packed 4 per int32 (TensorRT
                                                   plugins cannot output UINT8); unpack with
-                                                  uniparser_sdk.kernels.unpack_part_maps. Padded input
+                                                  uniparser_sdk.fused.unpack_part_maps. Padded input
                                                   resolution (light models: 4h = Hp + 8); 0 beyond the count
 attributes plugin_version "1", plugin_namespace "uniparser", max_instances (int),
            ctr_score, mask_thr, cate_score_thr (float)
@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from uniparser_sdk.kernels import (PLUGIN_INPUTS, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_OUTPUT_SPECS,
-                                   PLUGIN_OUTPUTS, PLUGIN_VERSION, plugin_attributes as _contract_attributes)
+from uniparser_sdk.contract.layouts import (BATCH, FEAT_H, FEAT_W, PART_H, PART_W, PLUGIN_INPUTS, PLUGIN_NAME,
+                                            PLUGIN_NAMESPACE, PLUGIN_OUTPUTS, PLUGIN_V1, PLUGIN_VERSION)
+from uniparser_sdk.contract.layouts import plugin_attributes as _contract_attributes
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_DOMAIN", "PluginRewriteError",
            "rewrite_to_plugin", "plugin_nodes", "plugin_attributes"]
@@ -66,7 +67,7 @@ _DTYPES = {"float32": 1, "uint8": 2, "int32": 6, "int64": 7}  # onnx.TensorProto
 
 
 def _output_infos(graph, raw_outputs, k: int) -> list:
-    """Graph outputs from the contract's specs; symbols B, K, h, w, 4h, 4w resolved against the
+    """Graph outputs from the contract's specs; symbols batch, K, feat_*, part_* resolved against the
     raw graph's own dimension names (batch from ``images``, h/w from ``ins_feats``)."""
     from onnx import helper
 
@@ -79,12 +80,12 @@ def _output_infos(graph, raw_outputs, k: int) -> list:
             return d.dim_param if d.HasField("dim_param") else (d.dim_value or default)
         return default
 
-    symbols = {"B": _batch_dim(graph), "K": k, "h": dim_name(2, "feat_height"), "w": dim_name(3, "feat_width"),
-               "4h": "part_height", "4w": "part_width"}
+    symbols = {BATCH: _batch_dim(graph), "K": k, FEAT_H: dim_name(2, FEAT_H), FEAT_W: dim_name(3, FEAT_W),
+               PART_H: PART_H, PART_W: PART_W}
     infos = []
-    for name in PLUGIN_OUTPUTS:
-        dtype, shape = PLUGIN_OUTPUT_SPECS[name]
-        infos.append(helper.make_tensor_value_info(name, _DTYPES[dtype], [symbols.get(s, s) for s in shape]))
+    for spec in PLUGIN_V1.outputs:
+        infos.append(helper.make_tensor_value_info(spec.name, _DTYPES[spec.dtype],
+                                                   [symbols.get(s, s) for s in spec.shape]))
     return infos
 
 

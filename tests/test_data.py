@@ -11,7 +11,7 @@ from uniparser_sdk.classes import CIHP_CLASSES, MHP_V2_CLASSES, flip_permutation
 from uniparser_sdk.data import (CIHPDataset, Compose, MHPv2Dataset, Normalize, PadToDivisor, RandomHFlip,
                                 RandomResize, SyntheticScenes, make_scene, read_label_png, train_transforms,
                                 write_cihp, write_mhp)
-from uniparser_sdk.preprocess import normalize
+from uniparser_sdk.runtime.preprocess import normalize
 
 C = {name: i for i, name in enumerate(CIHP_CLASSES)}
 SIZE = (192, 256)

@@ -20,11 +20,11 @@ from uniparser_sdk.cli import export as cli  # noqa: E402
 from uniparser_sdk.export import onnx_export as ox  # noqa: E402
 from uniparser_sdk.export import parity  # noqa: E402
 from uniparser_sdk.export import plugin_rewrite as pr  # noqa: E402
-from uniparser_sdk.export import tensorrt_build as tb  # noqa: E402
-from uniparser_sdk.export.graph_decode import OUTPUT_NAMES, EndToEnd  # noqa: E402
+from uniparser_sdk.backends.tensorrt import build as tb  # noqa: E402
+from uniparser_sdk.model.end_to_end import OUTPUT_NAMES, EndToEnd  # noqa: E402
 from uniparser_sdk.model.checkpoint import save_checkpoint  # noqa: E402
 from uniparser_sdk.model.uniparser import UniParser  # noqa: E402
-from uniparser_sdk.model_meta import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, ModelMeta  # noqa: E402
+from uniparser_sdk.contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, ModelMeta, meta_from_props, read_onnx_metadata  # noqa: E402
 
 SAMPLE_HW = (96, 128)
 
@@ -110,8 +110,8 @@ def test_file_is_self_contained_and_checked(tiny):
 
 
 def test_metadata_round_trip(tiny):
-    meta = ox.read_metadata(tiny.path)
-    assert meta == ModelMeta.from_props(tiny.meta.to_props())
+    meta = read_onnx_metadata(tiny.path)
+    assert meta == meta_from_props(tiny.meta.to_props())
     assert meta.layout == LAYOUT_PRODUCTS and meta.precision == "fp32"
     assert meta.config["name"] == "tiny" and meta.config["num_grid"] == 24
     assert len(meta.classes) == 20 and meta.classes[0] == "background"
@@ -161,7 +161,7 @@ def test_fp16_light_export_reports_deviation(tmp_path):
     conv_weights = [inits[n.input[1]] for n in proto.graph.node if n.op_type in ("Conv", "DeformConv")]
     assert conv_weights and set(conv_weights) == {onnx.TensorProto.FLOAT16}  # every convolution in half
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O
-    meta2 = ox.read_metadata(proto)
+    meta2 = read_onnx_metadata(proto)
     assert meta2.precision == "fp16" and meta2.config["light"] is True
     # the file runs in ORT at another size; light models have (h+2, w+2) feature maps
     images = parity.structured_images(1, 128, 96)
@@ -245,7 +245,7 @@ def test_plugin_export_and_onnxsim_fallback(tmp_path, monkeypatch):
     assert pr.plugin_attributes(node)["max_instances"] == 30
     assert [i.name for i in proto.graph.input] == ["images"]
     assert [o.name for o in proto.graph.output] == ["scores", "num_instances", "part_maps"]
-    meta = ox.read_metadata(proto)
+    meta = read_onnx_metadata(proto)
     assert meta.layout == LAYOUT_PLUGIN and meta.decode["max_instances"] == 30
     seg = onnx.numpy_helper.to_array(next(t for t in proto.graph.initializer if t.name == "seg_kernels"))
     np.testing.assert_array_equal(seg, model.seg_kernels.detach().numpy())
@@ -302,7 +302,7 @@ def test_sidecar_round_trip_and_compatibility(tmp_path):
 
 
 def test_runtime_reads_the_sidecar(tmp_path):
-    rt = pytest.importorskip("uniparser_sdk.runtime.backends.tensorrt")
+    rt = pytest.importorskip("uniparser_sdk.backends.tensorrt.sidecar")
     engine = tmp_path / "m.engine"
     side = tb.make_sidecar(_meta(), tensorrt_version="10.3.0", compute_capability="8.9",
                            profile=tb.profile_shapes(), precision="fp32")
@@ -518,7 +518,7 @@ def test_cli_official_checkpoint_needs_no_flags(tiny, tmp_path, capsys, monkeypa
                  "done in"):
         assert step in out
     path = tmp_path / "Uniparser_tiny_official.onnx"  # default output: ./<checkpoint name>.onnx
-    meta = ox.read_metadata(path)
+    meta = read_onnx_metadata(path)
     assert meta.source_format == "mmdetection" and meta.layout == LAYOUT_PRODUCTS
     assert meta.config["num_classes"] == 20 and meta.config["light"] is False
     assert meta.config["dcn_stages"] == [False, True, True, True]

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from uniparser_sdk.kernels import (PLUGIN_ATTRIBUTES, PLUGIN_INPUTS, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_OUTPUTS,
+from uniparser_sdk.fused import (PLUGIN_ATTRIBUTES, PLUGIN_INPUTS, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_OUTPUTS,
                                    PLUGIN_VERSION, unpack_part_maps)
-from uniparser_sdk.kernels import build as kbuild
-from uniparser_sdk.kernels.cpu import DecodeError, decode_cpu, load_library, peaks_cpu
-from uniparser_sdk.kernels.testing import structured_scene
+from uniparser_sdk.fused import build as kbuild
+from uniparser_sdk.fused.cpu import DecodeError, decode_cpu, load_library, peaks_cpu
+from uniparser_sdk.data.decode_scenes import structured_scene
 from uniparser_sdk.model.configs import DecodeConfig
 from uniparser_sdk.model.decode import decode_single
 
@@ -295,7 +295,7 @@ def test_c_error_codes(lib):
         assert lib.uniparser_decode_error_string(code)
     assert b"unknown" in lib.uniparser_decode_error_string(-99)
     with pytest.raises(DecodeError) as ei:
-        from uniparser_sdk.kernels.cpu import _check
+        from uniparser_sdk.fused.cpu import _check
         _check(lib, -3)
     assert ei.value.name == "UNIPARSER_ERR_BAD_GEOMETRY"
 
@@ -326,7 +326,7 @@ def test_nvcc_compiles_cuda_source():
 @pytest.mark.parametrize("img,ori", GEOMETRIES[:5])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cuda_op_matches_reference(seed, img, ori):
-    from uniparser_sdk.kernels import torch_op
+    from uniparser_sdk.fused import torch_op
     if not torch_op.is_available():
         pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
     logits, ins, sem, seg = structured_scene(seed)
@@ -344,7 +344,7 @@ def test_cuda_op_matches_reference(seed, img, ori):
 
 @pytest.mark.gpu
 def test_cuda_op_hand_built_and_slots():
-    from uniparser_sdk.kernels import torch_op
+    from uniparser_sdk.fused import torch_op
     if not torch_op.is_available():
         pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
     for scene, img, ori in ((two_person_scene(), (60, 75), (30, 37)), (two_person_scene(), (60, 75), (120, 150))):

@@ -1,4 +1,4 @@
-"""uniparser_sdk.postprocess (numpy finishing) against the torch reference decode (the specification)."""
+"""uniparser_sdk.runtime.finish (numpy finishing) against the torch reference decode (the specification)."""
 import subprocess
 import sys
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from uniparser_sdk import postprocess as P
+from uniparser_sdk.runtime import finish as P
 from uniparser_sdk.classes import CIHP_CLASSES
 from uniparser_sdk.model import decode as D
 from uniparser_sdk.model.configs import DecodeConfig
-from uniparser_sdk.preprocess import ImageMeta
+from uniparser_sdk.runtime.preprocess import ImageMeta
 
 # (feature (h, w), resized (h', w'), original (H, W)) -- shrink, equal, enlarge, light-like (h+2, w+2),
 # anisotropic (shrink overall while one side grows)
@@ -282,6 +282,6 @@ def test_finish_plugin_crop_and_nearest(ori):
 
 
 def test_postprocess_imports_no_torch():
-    code = ("import sys; import uniparser_sdk.postprocess, uniparser_sdk.runtime.parser; "
+    code = ("import sys; import uniparser_sdk.runtime.finish, uniparser_sdk.runtime.parser; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

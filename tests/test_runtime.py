@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from uniparser_sdk.io_utils import atomic_imwrite, imread
-from uniparser_sdk.model_meta import ModelMeta
+from uniparser_sdk.contract import ModelMeta, read_onnx_metadata
 from uniparser_sdk.results import ParseResult
 from uniparser_sdk.runtime import Parser
-from uniparser_sdk.runtime.backends import BackendClosedError, UnknownModelType
-from uniparser_sdk.runtime.backends import tensorrt as trtb
+from uniparser_sdk.backends import BackendClosedError, UnknownModelType
+from uniparser_sdk.backends.tensorrt import runner as trtb
 
 K = 10
 SCALE = (256, 160)  # small network inputs keep the CPU tests fast
@@ -61,7 +61,7 @@ def _export(model, info, path):
     from dataclasses import asdict
 
     from uniparser_sdk.classes import classes_for
-    from uniparser_sdk.export.graph_decode import INPUT_NAMES, OUTPUT_NAMES, EndToEnd
+    from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, EndToEnd
 
     axes = {"images": {0: "b", 2: "h", 3: "w"}, "instance_masks": {0: "b", 2: "fh", 3: "fw"},
             "cat_conf": {0: "b", 2: "fh", 3: "fw"}}
@@ -354,7 +354,7 @@ def test_pth_matches_reference_decode(torch_parser, torch_results, images):
     import torch
 
     from uniparser_sdk.model.decode import decode_single
-    from uniparser_sdk.preprocess import preprocess
+    from uniparser_sdk.runtime.preprocess import preprocess
 
     model, info = torch_parser.backend.model, torch_parser.backend.info
     img = images[2]  # shrink geometry
@@ -377,7 +377,7 @@ def test_light_model_end_to_end(tmp_path, images):
     from uniparser_sdk.model.configs import get_config
     from uniparser_sdk.model.decode import decode_single
     from uniparser_sdk.model.uniparser import UniParser
-    from uniparser_sdk.preprocess import preprocess
+    from uniparser_sdk.runtime.preprocess import preprocess
 
     torch.manual_seed(1)
     cfg = with_decode(get_config("tiny-light"), mask_thr=0.8, max_instances=4)
@@ -576,7 +576,7 @@ def test_cli_collect_sources_names(tmp_path):
 def _sidecar_dict(meta: ModelMeta, trt_version="10.3.0.26", cc="8.6", profile=None, **extra):
     profile = profile or {"images": {"min": [1, 3, 64, 64], "opt": [1, 3, 192, 256], "max": [2, 3, 320, 320]}}
     try:
-        from uniparser_sdk.export.tensorrt_build import make_sidecar, profile_from_json
+        from uniparser_sdk.backends.tensorrt.build import make_sidecar, profile_from_json
     except ImportError:
         d = {"format": "uniparser-trt-sidecar/1", "props": meta.to_props(), "tensorrt_version": trt_version,
              "compute_capability": cc, "profile": profile}
@@ -847,7 +847,7 @@ def fake_engine(models, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pycuda", types.ModuleType("pycuda"))
     monkeypatch.setitem(sys.modules, "pycuda.driver", cuda.module)
     import onnx
-    meta = ModelMeta.from_props({e.key: e.value for e in onnx.load(str(models["onnx"])).metadata_props})
+    meta = read_onnx_metadata(models["onnx"])
     engine = tmp_path / "tiny.engine"
     engine.write_bytes(Path(models["onnx"]).read_bytes())  # the fake runtime 'deserialises' ONNX
     (tmp_path / "tiny.engine.json").write_text(json.dumps(_sidecar_dict(meta, profile={"images": profile})))
@@ -926,13 +926,13 @@ def test_gpu_backends_agree(models, images, onnx_parser):
 @pytest.mark.gpu
 def test_gpu_tensorrt_engine(models, images, onnx_parser, tmp_path):
     pytest.importorskip("tensorrt")
-    tb = pytest.importorskip("uniparser_sdk.export.tensorrt_build")
+    tb = pytest.importorskip("uniparser_sdk.backends.tensorrt.build")
     env = tb.check_environment()
     engine = tmp_path / "tiny.engine"
     profile = {"images": ((1, 3, 64, 64), (1, 3, 192, 256), (4, 3, 320, 320))}
     built = tb.build_engine(models["onnx"], engine, profile=profile, log=lambda *_: None)
     import onnx
-    meta = ModelMeta.from_props({e.key: e.value for e in onnx.load(str(models["onnx"])).metadata_props})
+    meta = read_onnx_metadata(models["onnx"])
     tb.write_sidecar(engine, tb.make_sidecar(meta, tensorrt_version=built["tensorrt_version"],
                                              compute_capability=env["compute_capability"], profile=profile,
                                              precision="fp32"))

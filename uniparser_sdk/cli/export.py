@@ -225,7 +225,7 @@ def run(args, log) -> int:
     env = None
     profile = None
     if args.engine:
-        from uniparser_sdk.export import tensorrt_build as tb
+        from uniparser_sdk.backends.tensorrt import build as tb
 
         engine_path = Path(args.engine_output) if args.engine_output else out.with_suffix(".engine")
         _check_writable(engine_path, "engine")
@@ -269,7 +269,7 @@ def run(args, log) -> int:
 
     # ---- 2. ONNX
     from uniparser_sdk.export import onnx_export as ox
-    from uniparser_sdk.model_meta import LAYOUT_PRODUCTS
+    from uniparser_sdk.contract import LAYOUT_PRODUCTS
 
     k = args.max_instances if args.max_instances is not None else cfg.decode.max_instances
     meta = ox.build_meta(model, info, layout=LAYOUT_PRODUCTS, precision="fp16" if args.fp16 else "fp32",
@@ -286,7 +286,7 @@ def run(args, log) -> int:
 
     # ---- 3. engine
     if args.engine:
-        from uniparser_sdk.export import tensorrt_build as tb
+        from uniparser_sdk.backends.tensorrt import build as tb
         from uniparser_sdk.model.checkpoint import file_sha256
 
         cache = Path(args.timing_cache) if args.timing_cache else _default_timing_cache(env)

@@ -215,7 +215,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _run(args) -> int:
-    from ..runtime.backends import UnknownModelType
+    from ..backends import UnknownModelType
     from .._lazy import MissingDependency
 
     if args.every < 1:

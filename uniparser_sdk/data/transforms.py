@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from ..classes import classes_for, flip_permutation
-from ..preprocess import MEAN_RGB, STD_RGB, SIZE_DIVISOR, normalize, pad_to_divisor, rescale_size
+from ..runtime.preprocess import MEAN_RGB, STD_RGB, SIZE_DIVISOR, normalize, pad_to_divisor, rescale_size
 
 __all__ = ["Compose", "RandomResize", "RandomHFlip", "Normalize", "PadToDivisor", "Resize", "resize_sample",
            "train_transforms", "test_transforms"]

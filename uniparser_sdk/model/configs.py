@@ -7,12 +7,8 @@ from pathlib import Path
 
 DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
-# Fixed constants of the decode (DESIGN §3), shared by every implementation (torch, numpy, losses):
-NORM_EPS = 1e-12  # cosine normalisation: x / max(|x|, NORM_EPS)
-MASKNESS_EPS = 1e-5  # maskness = sum(P [P > POS_THR]) / (count(P > COUNT_THR) + MASKNESS_EPS)
-POS_THR = 0.5
-COUNT_THR = 0.1
-PART_THR = 0.5  # a pixel gets a part label where the best confidence is > PART_THR
+# Fixed constants of the decode (DESIGN §3), declared once in the graph contract:
+from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

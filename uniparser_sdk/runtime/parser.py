@@ -7,7 +7,7 @@
         cv2.imwrite("overlay.jpg", result.draw(cv2.imread("photo.jpg")))
 
 Pipeline: :func:`~uniparser_sdk.preprocess.preprocess` (numpy/OpenCV) -> ``backend.infer`` (the model
-file's runtime) -> :mod:`~uniparser_sdk.postprocess` (numpy finishing of the output layout the model
+file's runtime) -> :mod:`~uniparser_sdk.runtime.finish` (numpy finishing of the output layout the model
 declares in its metadata). Per-stage milliseconds land in ``ParseResult.timings``
 (``preprocess``, ``network``, ``postprocess``). Which split of the decode each layout uses:
 
@@ -34,11 +34,11 @@ import numpy as np
 
 from ..classes import classes_for
 from ..io_utils import imread
-from ..model_meta import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
-from ..postprocess import finish_plugin, finish_products, finish_raw
-from ..preprocess import DEFAULT_SCALE, MEAN_RGB, SIZE_DIVISOR, STD_RGB, ImageMeta, pad_size, preprocess_batch
+from ..contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
+from .finish import finish_plugin, finish_products, finish_raw
+from .preprocess import DEFAULT_SCALE, MEAN_RGB, SIZE_DIVISOR, STD_RGB, ImageMeta, pad_size, preprocess_batch
 from ..results import ParseResult
-from .backends import Backend, open_backend
+from ..backends import Backend, open_backend
 
 __all__ = ["Parser", "DECODE_RANGES", "validate_decode_overrides"]
 

@@ -22,7 +22,7 @@ import torch
 from ..evaluation import MHPEvaluator
 from ..model.configs import DecodeConfig
 from ..model.decode import decode_single
-from ..preprocess import preprocess
+from ..runtime.preprocess import preprocess
 
 __all__ = ["network_outputs", "evaluate_outputs", "evaluate_model", "tune_decode"]
 

@@ -1,7 +1,7 @@
 """Build the fused-decode CPU twin with g++ directly (no cmake), and compile-check the CUDA source.
 
-``python -m uniparser_sdk.kernels.build``               build (or reuse) the CPU library, print its path
-``python -m uniparser_sdk.kernels.build --cuda-check``  also ``nvcc -c`` the .cu for sm_75, 80, 86, 89, 90
+``python -m uniparser_sdk.fused.build``               build (or reuse) the CPU library, print its path
+``python -m uniparser_sdk.fused.build --cuda-check``  also ``nvcc -c`` the .cu for sm_75, 80, 86, 89, 90
 
 The library goes to a cache directory, ``kernels/build/`` next to the sources by default
 (``UNIPARSER_KERNELS_BUILD_DIR`` overrides), under a name that carries a hash of the sources, the compiler
@@ -193,7 +193,7 @@ def cuda_check(archs=CUDA_ARCHS, nvcc: str | None = None, verbose: bool = False)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m uniparser_sdk.kernels.build", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m uniparser_sdk.fused.build", description=__doc__.splitlines()[0])
     ap.add_argument("--cuda-check", action="store_true",
                     help="also compile kernels/uniparser_decode.cu with nvcc -c for sm_75, 80, 86, 89, 90")
     ap.add_argument("--arch", type=int, action="append", help="restrict --cuda-check to these sm versions")

@@ -3,7 +3,7 @@
 - ``import tensorrt`` and the CUDA bindings (pycuda, else cuda-python) happen lazily in the constructor,
   with a message naming the ``trt`` extra when they are missing.
 - The engine's sidecar ``<engine>.json`` (format, reader and compatibility rule:
-  :mod:`uniparser_sdk.engine_sidecar`, shared with the exporter) gives the model metadata; before
+  :mod:`uniparser_sdk.backends.tensorrt.sidecar`, shared with the exporter) gives the model metadata; before
   deserialising, the TensorRT version and the GPU's compute capability are checked against it and a
   mismatch is refused with a clear message (engines are tied to both).
 - One execution context and one explicit CUDA stream **per thread** (``threading.local``); per context,
@@ -13,7 +13,7 @@
   ``set_tensor_address`` and runs ``execute_async_v3(stream)``.
 
 The pure logic (profile checks/fitting, allocation sizes; sidecar parsing and compatibility checks from
-:mod:`uniparser_sdk.engine_sidecar`) is module-level and unit-tested without TensorRT; the rest runs in
+:mod:`uniparser_sdk.backends.tensorrt.sidecar`) is module-level and unit-tested without TensorRT; the rest runs in
 the GPU tests.
 """
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..._lazy import MissingDependency, require
-from ...engine_sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned there)
+from .sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned there)
     EngineCompatibilityError, EngineSidecar, SidecarError, TensorProfile, check_compatibility,
     parse_compute_capability, read_sidecar, sidecar_path,
 )
-from .base import Backend, InputConstraints, validate_batch, validate_decode_params
+from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ BUFFER_CACHE_SHAPES = 4  # input shapes whose buffers each thread keeps
 
 
 # --------------------------------------------------------------------------------------------
-# Pure logic (no tensorrt needed); the sidecar format itself is uniparser_sdk.engine_sidecar
+# Pure logic (no tensorrt needed); the sidecar format itself is uniparser_sdk.backends.tensorrt.sidecar
 # --------------------------------------------------------------------------------------------
 
 def check_input_shape(name: str, shape: Sequence[int], profile: TensorProfile) -> None:
@@ -296,7 +296,7 @@ class TensorRTBackend(Backend):
     def _load_plugin_library(self) -> None:
         """Register the UniParserDecode plugin (plugin-v1 engines): the library named in the sidecar,
         looked up next to the engine, else ``UNIPARSER_TRT_PLUGIN`` / ``kernels/build``."""
-        from ... import kernels
+        from ... import fused as kernels
 
         info = self.sidecar.raw.get("plugin") or {}
         lib = info.get("library") if isinstance(info, dict) else None

@@ -1,12 +1,12 @@
 """PyTorch backend (``.pth`` / ``.pt`` checkpoints: ours or the official mmdetection ones).
 
 Loads the checkpoint with :func:`uniparser_sdk.model.checkpoint.load_model` and runs the same
-:class:`~uniparser_sdk.export.graph_decode.EndToEnd` module that is exported to ONNX, so its outputs
+:class:`~uniparser_sdk.model.end_to_end.EndToEnd` module that is exported to ONNX, so its outputs
 follow the products-v1 contract and go through the very same numpy finishing as the ONNX and TensorRT
 backends: identical results objects from all three.
 
 On CUDA the same module runs on the GPU (decode steps 1-4 as batched torch operations; the per-person
-finishing stays the shared numpy step). The fused CUDA decode op (:mod:`uniparser_sdk.kernels.torch_op`)
+finishing stays the shared numpy step). The fused CUDA decode op (:mod:`uniparser_sdk.fused.torch_op`)
 is not wired in yet: its Python entry point did not exist when this backend was written. torch is
 imported lazily, only when this backend is constructed.
 """
@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 
 from ..._lazy import require
-from ...model_meta import LAYOUT_PRODUCTS, build_model_meta
-from .base import Backend, validate_batch, validate_decode_params
+from ...contract import LAYOUT_PRODUCTS, build_model_meta
+from ..base import Backend, validate_batch, validate_decode_params
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class TorchBackend(Backend):
     def __init__(self, path, device: str = "auto", providers=None, max_instances: Optional[int] = None,
                  config=None, **_ignored):
         torch = require("torch", "running .pth checkpoints")
-        from ...export.graph_decode import EndToEnd
+        from ...model.end_to_end import EndToEnd
         from ...model.checkpoint import load_model
 
         self._torch = torch

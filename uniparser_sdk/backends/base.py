@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...model_meta import ModelMeta
+from ..contract import ModelMeta
 
 __all__ = ["Backend", "InputConstraints", "BackendClosedError"]
 

@@ -17,8 +17,8 @@ them: :func:`check_compatibility` refuses a mismatch with a clear message, unles
 engine was built version-compatible (``"version_compatible": true``: later TensorRT of the same major)
 or hardware-compatible (``"hardware_compatibility": "ampere_plus"``: any sm_80+ GPU).
 
-Plain Python: imports neither torch nor tensorrt (used by :mod:`uniparser_sdk.export.tensorrt_build`
-and :mod:`uniparser_sdk.runtime.backends.tensorrt`).
+Plain Python: imports neither torch nor tensorrt (used by :mod:`uniparser_sdk.backends.tensorrt.build`
+and :mod:`uniparser_sdk.backends.tensorrt`).
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .model_meta import ModelMeta
+from ...contract import ModelMeta, meta_from_props
 
 __all__ = [
     "SIDECAR_FORMAT", "SidecarError", "SidecarNotFoundError", "EngineCompatibilityError", "TensorProfile",
@@ -168,7 +168,7 @@ def shape_in_profile(shape: Sequence[int], profile_entry) -> bool:
 def _meta_from_props(props) -> ModelMeta:
     if not isinstance(props, dict):
         raise ValueError("the metadata must be an object of ModelMeta properties")
-    return ModelMeta.from_props({str(k): v if isinstance(v, str) else json.dumps(v) for k, v in props.items()})
+    return meta_from_props({str(k): v for k, v in props.items()})
 
 
 @dataclass
@@ -233,7 +233,7 @@ def make_sidecar(meta: ModelMeta | dict, *, tensorrt_version: str, compute_capab
 
 def write_sidecar(engine_path, sidecar: dict) -> Path:
     """Write ``sidecar`` (from :func:`make_sidecar`) atomically to :func:`sidecar_path` of the engine."""
-    from .io_utils import atomic_write_text
+    from ...io_utils import atomic_write_text
 
     return atomic_write_text(sidecar_path(engine_path), json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
 

@@ -12,7 +12,7 @@ The sidecar ``<engine>.json`` carries what the runtime needs besides the plan: t
 ``ModelMeta`` properties (same keys as the ONNX ``metadata_props``), the TensorRT version and GPU
 compute capability the engine was built for (an engine only runs on those: :func:`check_compatibility`
 refuses a mismatch with a clear message), the optimisation profile and the plugin it needs. Its format
-is owned by :mod:`uniparser_sdk.engine_sidecar` (shared with the runtime); the names are re-exported here.
+is owned by :mod:`uniparser_sdk.backends.tensorrt.sidecar` (shared with the runtime); the names are re-exported here.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from uniparser_sdk import engine_sidecar as _sidecar
-from uniparser_sdk.engine_sidecar import (  # noqa: F401  (the sidecar format lives there; re-exported)
+from . import sidecar as _sidecar
+from .sidecar import (  # noqa: F401  (the sidecar format lives there; re-exported)
     SIDECAR_FORMAT, EngineCompatibilityError, SidecarError, check_compatibility, format_compute_capability,
     make_sidecar, profile_from_json, profile_to_json, shape_in_profile, sidecar_path, version_tuple,
     write_sidecar,
@@ -49,7 +49,7 @@ EngineIncompatible = EngineCompatibilityError  # the engine was built for anothe
 
 
 # ----------------------------------------------------------------------------------------------
-# pure python: profile (the sidecar format is :mod:`uniparser_sdk.engine_sidecar`)
+# pure python: profile (the sidecar format is :mod:`uniparser_sdk.backends.tensorrt.sidecar`)
 
 
 def _round_up(x: int, d: int) -> int:
@@ -84,7 +84,7 @@ def profile_shapes(min_side: int = DEFAULT_MIN_SIDE, opt=DEFAULT_OPT, max_side: 
 
 
 def read_sidecar(engine_or_sidecar_path) -> dict:
-    """:func:`uniparser_sdk.engine_sidecar.read_sidecar` as a dict: the stored keys plus ``meta``
+    """:func:`uniparser_sdk.backends.tensorrt.sidecar.read_sidecar` as a dict: the stored keys plus ``meta``
     (a :class:`ModelMeta`)."""
     return _sidecar.read_sidecar(engine_or_sidecar_path).as_dict()
 

@@ -3,7 +3,7 @@
 Three output layouts (:mod:`uniparser_sdk.model_meta`) are finished here:
 
 ``products-v1`` (:func:`finish_products`)
-    The graph ran the network and decode steps 1-4 (:mod:`uniparser_sdk.export.graph_decode`): per slot a
+    The graph ran the network and decode steps 1-4 (:mod:`uniparser_sdk.model.end_to_end`): per slot a
     score, a binary instance mask and the kept categories, plus the category cosine maps ``cat_conf``.
     This module does step 5 of :mod:`uniparser_sdk.model.decode` exactly as the torch reference
     (:func:`~uniparser_sdk.model.decode.finish_instance` with a
@@ -34,9 +34,9 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .model.configs import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR  # torch-free module
+from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR
 from .preprocess import ImageMeta, labels_to_original, nearest_index
-from .results import ParseResult
+from ..results import ParseResult
 
 __all__ = [
     "PRODUCTS_OUTPUTS", "PLUGIN_OUTPUTS", "RAW_OUTPUTS",

@@ -4,7 +4,7 @@ Kept apart from the training model (mmdeploy's habit): :class:`EndToEnd` wraps a
 :class:`~uniparser_sdk.model.uniparser.UniParser` and adds steps 1-4 of the decode
 (:mod:`uniparser_sdk.model.decode`) written with batch-friendly, fixed-K, standard-ONNX operations
 (MaxPool, TopK, Gather, MatMul, comparisons). Step 5 (per-person finishing at the original size) is
-data-dependent and runs on the host (:mod:`uniparser_sdk.postprocess`, numpy) over each person's
+data-dependent and runs on the host (:mod:`uniparser_sdk.runtime.finish`, numpy) over each person's
 bounding box only.
 
 ONNX contract ("products-v1"), B = batch, K = max instances, C = num_classes - 1, (h, w) = stride-4

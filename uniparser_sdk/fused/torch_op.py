@@ -2,11 +2,11 @@
 ``kernels/uniparser_decode.cu``), compiled lazily with ``torch.utils.cpp_extension.load`` the first time it is
 used on a machine with a CUDA GPU, nvcc and a CUDA build of torch.
 
->>> from uniparser_sdk.kernels import torch_op
+>>> from uniparser_sdk.fused import torch_op
 >>> if torch_op.is_available():
 ...     out = torch_op.decode_cuda(center_logits, ins, sem, seg_kernels, img_shape, ori_shape, 0.2, 0.5, 0.3, 100)
 
-Same semantics and result layout as :func:`uniparser_sdk.kernels.cpu.decode_cpu` (torch tensors on the GPU).
+Same semantics and result layout as :func:`uniparser_sdk.fused.cpu.decode_cpu` (torch tensors on the GPU).
 The build goes to ``<kernels build dir>/torch_op`` (``UNIPARSER_KERNELS_BUILD_DIR`` overrides the parent);
 ``TORCH_CUDA_ARCH_LIST`` selects the architectures (default: the visible GPU's).
 """

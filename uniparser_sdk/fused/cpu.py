@@ -1,7 +1,7 @@
 """ctypes binding of the fused-decode CPU twin (``kernels/uniparser_decode_cpu.cpp``).
 
 numpy only (no torch): usable by the torch-free runtime. The shared library is built on first use with g++
-(:mod:`uniparser_sdk.kernels.build`; cached, rebuilt when the sources change) or taken from
+(:mod:`uniparser_sdk.fused.build`; cached, rebuilt when the sources change) or taken from
 ``UNIPARSER_DECODE_LIB``.
 
 :func:`decode_cpu` has the semantics of :func:`uniparser_sdk.model.decode.decode_single` for one image.

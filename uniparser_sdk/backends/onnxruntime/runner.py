@@ -15,8 +15,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..._lazy import require
-from ...model_meta import PREFIX, ModelMeta
-from .base import Backend, InputConstraints, validate_batch, validate_decode_params
+from ...contract import PREFIX, meta_from_props
+from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class OnnxRuntimeBackend(Backend):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"onnxruntime cannot load {path}: {first}") from exc
         props = dict(sess.get_modelmeta().custom_metadata_map)
-        meta = ModelMeta.from_props(props)
+        meta = meta_from_props(props)
         super().__init__(path, meta)
         self._sess = sess
         self._props = props
