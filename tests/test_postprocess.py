@@ -11,7 +11,7 @@ from uniparser_sdk.runtime import finish as P
 from uniparser_sdk.classes import CIHP_CLASSES
 from uniparser_sdk.model import decode as D
 from uniparser_sdk.model.configs import DecodeConfig
-from uniparser_sdk.runtime.preprocess import ImageMeta
+from uniparser_sdk.runtime.geometry import ImageMeta
 
 # (feature (h, w), resized (h', w'), original (H, W)) -- shrink, equal, enlarge, light-like (h+2, w+2),
 # anisotropic (shrink overall while one side grows)

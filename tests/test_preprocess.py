@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from uniparser_sdk.runtime.preprocess import (ImageMeta, labels_to_original, normalize, original_to_resized, pad_size,
+from uniparser_sdk.runtime.geometry import ImageMeta, labels_to_original, original_to_resized
+from uniparser_sdk.runtime.preprocess import (normalize, pad_size,
                                       preprocess, preprocess_batch, rescale_size, to_bgr_uint8_compatible)
 
 

@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 import threading
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Optional
@@ -61,13 +62,28 @@ class Backend(ABC):
         self.providers: list[str] = []
         self._closed = False
         self._close_lock = threading.Lock()
+        self._timing = threading.local()
 
     # ---- interface -----------------------------------------------------------------------------
 
-    @abstractmethod
     def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model on a (B, 3, Hp, Wp) float32 batch; ``decode_params`` is float32 (3,)
-        ``[ctr_score, mask_thr, cate_score_thr]`` (ignored by raw-v1 models). Returns outputs by name."""
+        ``[ctr_score, mask_thr, cate_score_thr]`` (ignored by raw-v1 models). Returns outputs by name,
+        as the layout of ``meta`` declares them (:mod:`uniparser_sdk.contract.layouts`).
+
+        The runner times itself (Polygraphy's habit): :meth:`last_inference_time` afterwards."""
+        t0 = time.perf_counter()
+        out = self._infer(batch, decode_params)
+        self._timing.last = time.perf_counter() - t0
+        return out
+
+    def last_inference_time(self) -> Optional[float]:
+        """Seconds the calling thread's last :meth:`infer` took (host copies included), or None."""
+        return getattr(self._timing, "last", None)
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+        """The backend's run (see :meth:`infer`)."""
 
     def input_constraints(self) -> InputConstraints:
         return InputConstraints()

@@ -180,6 +180,6 @@ def unpack_part_maps(packed) -> np.ndarray:
     a = np.ascontiguousarray(packed)
     if a.dtype == np.uint8:
         return a
-    if a.dtype.itemsize != 4:
-        raise TypeError(f"packed part_maps must be int32, got {a.dtype}")
+    if a.dtype.itemsize != 4 or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"packed part_maps must be int32 or uint8, got {a.dtype}")
     return a.view(np.uint8).reshape(*a.shape[:-1], a.shape[-1] * 4)

@@ -34,8 +34,10 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR
-from .preprocess import ImageMeta, labels_to_original, nearest_index
+from ..contract.constants import PART_THR
+from ..contract.layouts import PLUGIN_V1, PRODUCTS_V1, RAW_V1, unpack_part_maps
+from .decode_numpy import center_peaks, decode_products  # noqa: F401  (re-exported)
+from .geometry import ImageMeta, labels_to_original, nearest_index
 from ..results import ParseResult
 
 __all__ = [
@@ -45,9 +47,9 @@ __all__ = [
 ]
 
 
-PRODUCTS_OUTPUTS = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
-PLUGIN_OUTPUTS = ("scores", "num_instances", "part_maps")
-RAW_OUTPUTS = ("center_logits", "ins_feats", "sem_feats")
+PRODUCTS_OUTPUTS = PRODUCTS_V1.output_names
+PLUGIN_OUTPUTS = PLUGIN_V1.output_names
+RAW_OUTPUTS = RAW_V1.output_names
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes,
     ``classes``: class names or their number; ``max_instances`` keeps at most that many persons (the
     best ones). Persons whose categories were all filtered keep an empty map, as in the reference.
     """
-    _missing(outputs, ("scores", "num_instances", "instance_masks", "keep", "cat_conf"), "products-v1")
+    _missing(outputs, [n for n in PRODUCTS_OUTPUTS if n != "grid_index"], PRODUCTS_V1.name)
     scores = np.asarray(outputs["scores"])[index]
     masks = np.asarray(outputs["instance_masks"])[index]
     keep = np.asarray(outputs["keep"])[index]
@@ -291,24 +293,13 @@ def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes,
 # plugin-v1
 # --------------------------------------------------------------------------------------------
 
-def unpack_part_maps(part_maps: np.ndarray) -> np.ndarray:
-    """The plugin declares ``part_maps`` as int32 (..., 4h, w) whose bytes are the uint8 labels
-    (..., 4h, 4w) (TensorRT plugins cannot output uint8); uint8 input is returned as is."""
-    a = np.ascontiguousarray(part_maps)
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype.itemsize != 4 or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"packed part_maps must be int32 or uint8, got {a.dtype}")
-    return a.view(np.uint8).reshape(*a.shape[:-1], a.shape[-1] * 4)
-
-
 def finish_plugin(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, index: int = 0,
                   max_instances: Optional[int] = None, timings: Optional[dict] = None,
                   source: Optional[str] = None) -> ParseResult:
     """plugin-v1 outputs (``scores`` (B, K), ``num_instances`` (B,), ``part_maps`` (B, K, 4h, 4w) uint8
     labels at the padded input resolution, or int32 (B, K, 4h, w) packing them, see
     :func:`unpack_part_maps`) -> the :class:`ParseResult` of image ``index``."""
-    _missing(outputs, PLUGIN_OUTPUTS, "plugin-v1")
+    _missing(outputs, PLUGIN_OUTPUTS, PLUGIN_V1.name)
     scores = np.asarray(outputs["scores"])[index]
     part_maps = unpack_part_maps(np.asarray(outputs["part_maps"])[index])
     ih, iw = meta.img_shape
@@ -320,87 +311,13 @@ def finish_plugin(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, i
                                        image_shape=tuple(meta.ori_shape), timings=timings, source=source)
 
 
-# --------------------------------------------------------------------------------------------
-# raw-v1: decode steps 1-4 in numpy
-# --------------------------------------------------------------------------------------------
-
-def _max_pool(x: np.ndarray, k: int, pad_before: int, pad_after: int) -> np.ndarray:
-    """2-D max over a k x k window, stride 1, -inf padding (torch's max_pool2d), output size
-    ``(H + pad_before + pad_after - k + 1)`` per side."""
-    p = np.pad(x, ((pad_before, pad_after), (pad_before, pad_after)), constant_values=-np.inf)
-    hh = p.shape[0] - k + 1
-    ww = p.shape[1] - k + 1
-    out = np.full((hh, ww), -np.inf, dtype=x.dtype)
-    for dy in range(k):
-        for dx in range(k):
-            np.maximum(out, p[dy:dy + hh, dx:dx + ww], out=out)
-    return out
-
-
-def center_peaks(center_logits: np.ndarray, ctr_score: float, max_instances: int):
-    """Step 1 in numpy: (S, S) or (1, S, S) logits -> (scores (K,), flat grid index (K,) -1 beyond the
-    count, count). Order: score descending, ties by ascending flat index (stable sort)."""
-    logits = np.asarray(center_logits, dtype=np.float32)
-    logits = logits.reshape(logits.shape[-2:])
-    s = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-    hmax2 = _max_pool(s, 2, 1, 1)[:-1, :-1]
-    h = s * (hmax2 == s).astype(np.float32)
-    hmax5 = _max_pool(h, 5, 2, 2)
-    peak = (hmax5 == h) & (h > np.float32(ctr_score))
-    flat = np.where(peak, h, np.float32(0)).ravel()
-    order = np.argsort(-flat, kind="stable")
-    k = int(max_instances)
-    count = int(min(int(peak.sum()), k, flat.size))
-    scores = np.zeros(k, dtype=np.float32)
-    idx = np.full(k, -1, dtype=np.int64)
-    idx[:count] = order[:count]
-    scores[:count] = flat[order[:count]]
-    return scores, idx, count
-
-
-def _normalize(x: np.ndarray, axis: int) -> np.ndarray:
-    norm = np.sqrt(np.sum(x * x, axis=axis, keepdims=True))
-    return x / np.maximum(norm, np.float32(NORM_EPS))
-
-
-def decode_products(center_logits: np.ndarray, ins: np.ndarray, sem: np.ndarray, seg_kernels: np.ndarray,
-                    ctr_score: float, mask_thr: float, cate_score_thr: float, max_instances: int) -> dict:
-    """Steps 1-4 for one image in numpy (float32): raw head outputs -> the products-v1 tensors of
-    that image with a leading batch axis of 1 (``scores``, ``num_instances``, ``grid_index``,
-    ``instance_masks``, ``keep``, ``cat_conf``). Memory is O(K*P + C*P), never K*C*P."""
-    ins = np.asarray(ins, dtype=np.float32)
-    sem = np.asarray(sem, dtype=np.float32)
-    d, h, w = ins.shape
-    num_grid = int(np.asarray(center_logits).shape[-1])
-    scores, grid, count = center_peaks(center_logits, ctr_score, max_instances)
-    g = np.maximum(grid, 0)
-    feat_index = (g // num_grid * h) // num_grid * w + (g % num_grid * w) // num_grid
-    ins_flat = ins.reshape(d, h * w)
-    ins_n = _normalize(ins_flat, 0)
-    sem_n = _normalize(sem.reshape(d, h * w), 0)
-    kernels = ins_flat[:, feat_index].T  # (K, D) raw features
-    q_ins = _normalize(kernels, 1) @ ins_n  # (K, P)
-    q_cat = _normalize(np.asarray(seg_kernels, dtype=np.float32), 1) @ sem_n  # (C, P)
-    masks = (q_ins > np.float32(mask_thr)).astype(np.float32)
-    num = masks @ (q_cat * (q_cat > POS_THR)).T
-    den = masks @ (q_cat > COUNT_THR).astype(np.float32).T
-    valid = np.arange(max_instances) < count
-    keep = (num / (den + np.float32(MASKNESS_EPS)) > np.float32(cate_score_thr)) & valid[:, None]
-    masks = masks * valid[:, None]
-    return {
-        "scores": scores[None], "num_instances": np.array([count], dtype=np.int64),
-        "grid_index": grid[None], "instance_masks": masks.astype(np.uint8).reshape(1, -1, h, w),
-        "keep": keep.astype(np.uint8)[None], "cat_conf": q_cat.reshape(1, -1, h, w),
-    }
-
-
 def finish_raw(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, decode: Mapping[str, float],
                seg_kernels: Optional[np.ndarray] = None, index: int = 0,
                timings: Optional[dict] = None, source: Optional[str] = None) -> ParseResult:
     """raw-v1 outputs -> the :class:`ParseResult` of image ``index``: numpy steps 1-4
     (:func:`decode_products`) with ``decode`` = {ctr_score, mask_thr, cate_score_thr, max_instances},
     then :func:`finish_products`. ``seg_kernels`` (C, D) default to an output of that name."""
-    _missing(outputs, RAW_OUTPUTS, "raw-v1")
+    _missing(outputs, RAW_OUTPUTS, RAW_V1.name)
     if seg_kernels is None:
         if "seg_kernels" not in outputs:
             raise ValueError("raw-v1 model: category kernels (seg_kernels) found neither in the metadata "

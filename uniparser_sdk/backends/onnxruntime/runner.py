@@ -126,7 +126,7 @@ class OnnxRuntimeBackend(Backend):
         fixed_b = b if isinstance(b, int) and b > 0 else None
         return InputConstraints(min_hw=fixed_hw, max_hw=fixed_hw, max_batch=fixed_b, fixed_batch=fixed_b)
 
-    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
         self._check_open()
         feed = {"images": validate_batch(batch).astype(self._image_dtype, copy=False)}
         if "decode_params" in self._inputs:

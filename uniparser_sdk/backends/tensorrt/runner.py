@@ -367,7 +367,7 @@ class TensorRTBackend(Backend):
 
     # ---- inference -----------------------------------------------------------------------------
 
-    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
         self._check_open()
         feeds = {"images": validate_batch(batch)}
         if "decode_params" in self._inputs:

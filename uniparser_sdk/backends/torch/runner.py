@@ -65,7 +65,7 @@ class TorchBackend(Backend):
         where = "cuda" if dev.startswith("cuda") else "cpu"
         self.providers = [f"torch {torch.__version__} ({where})"]
 
-    def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
+    def _infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
         self._check_open()
         torch = self._torch
         x = torch.from_numpy(validate_batch(batch)).to(self.device, non_blocking=True)

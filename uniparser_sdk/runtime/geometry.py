@@ -1,0 +1,75 @@
+"""Image geometry of the runtime: :class:`ImageMeta` and the maps in both directions.
+
+original (H, W) --keep-ratio resize--> resized (h, w) --zero pad--> padded (Hp, Wp) --/4--> features.
+:func:`labels_to_original` and :func:`original_to_resized` go back and forth; :func:`nearest_index` is
+the nearest-neighbour source index rule every decode implementation shares.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..contract.constants import DEFAULT_SCALE, SIZE_DIVISOR
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Geometry of one preprocessed image: original (H, W), resized (h, w), padded (hp, wp)."""
+
+    ori_shape: tuple[int, int]
+    img_shape: tuple[int, int]
+    pad_shape: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sy, sx): resized / original."""
+        return self.img_shape[0] / self.ori_shape[0], self.img_shape[1] / self.ori_shape[1]
+
+    def to_dict(self) -> dict:
+        return {"ori_shape": list(self.ori_shape), "img_shape": list(self.img_shape),
+                "pad_shape": list(self.pad_shape)}
+
+
+def rescale_size(h: int, w: int, scale: Sequence[int] = DEFAULT_SCALE) -> tuple[int, int]:
+    """Keep-ratio target size so that the long side <= max(scale) and short side <= min(scale).
+
+    Same rule as mmcv's ``rescale_size`` (``int(x * factor + 0.5)``), which the official
+    checkpoints were evaluated with.
+    """
+    if h <= 0 or w <= 0:
+        raise ValueError(f"image size must be positive, got {h}x{w}")
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(h, w), short_edge / min(h, w))
+    return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
+
+
+def pad_size(h: int, w: int, divisor: int = SIZE_DIVISOR) -> tuple[int, int]:
+    return -(-h // divisor) * divisor, -(-w // divisor) * divisor
+
+
+def nearest_index(out_size: int, in_size: int) -> np.ndarray:
+    """torch 'nearest' source indices: ``min(floor(dst * in / out), in - 1)`` (the reference decode's
+    rule; OpenCV's INTER_NEAREST rounds differently for some size pairs)."""
+    dst = np.arange(out_size, dtype=np.float64)
+    return np.minimum(np.floor(dst * (in_size / out_size)).astype(np.int64), in_size - 1)
+
+
+def labels_to_original(labels: np.ndarray, meta: ImageMeta) -> np.ndarray:
+    """(..., Hp, Wp) labels at padded input resolution -> (..., H, W): crop to the resized image, then
+    nearest resize with the torch rule (``src = floor(dst * h' / H)``)."""
+    ih, iw = meta.img_shape
+    oh, ow = meta.ori_shape
+    crop = labels[..., :ih, :iw]
+    if (ih, iw) == (oh, ow):
+        return np.ascontiguousarray(crop)
+    return np.ascontiguousarray(crop[..., nearest_index(oh, ih), :][..., nearest_index(ow, iw)])
+
+
+def original_to_resized(img_or_labels: np.ndarray, meta: ImageMeta, labels: bool = False) -> np.ndarray:
+    """Map an array at the original size to the resized (unpadded) size."""
+    h, w = meta.img_shape
+    interp = cv2.INTER_NEAREST if labels else cv2.INTER_LINEAR
+    return cv2.resize(img_or_labels, (w, h), interpolation=interp)
