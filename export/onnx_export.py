@@ -46,6 +46,7 @@ from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build
 from uniparser_sdk.contract import read_onnx_metadata as read_metadata  # noqa: F401  (used by the CLI)
 
 from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES, EndToEnd
+from uniparser_sdk.errors import UniParserError
 
 DEFAULT_OPSET = 19
 SUPPORTED_OPSETS = (19, 20)  # DeformConv needs 19; 20 is the TorchScript exporter's maximum
@@ -71,7 +72,7 @@ _DYNAMIC_AXES = {
 }
 
 
-class ExportError(RuntimeError):
+class ExportError(UniParserError, RuntimeError):
     """The export failed; the message says at which step and why. Nothing was written."""
 
 

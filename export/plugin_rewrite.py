@@ -31,6 +31,7 @@ import numpy as np
 from uniparser_sdk.contract.layouts import (BATCH, FEAT_H, FEAT_W, PART_H, PART_W, PLUGIN_INPUTS, PLUGIN_NAME,
                                             PLUGIN_NAMESPACE, PLUGIN_OUTPUTS, PLUGIN_V1, PLUGIN_VERSION)
 from uniparser_sdk.contract.layouts import plugin_attributes as _contract_attributes
+from uniparser_sdk.errors import UserInputError
 
 __all__ = ["PLUGIN_NAME", "PLUGIN_VERSION", "PLUGIN_NAMESPACE", "PLUGIN_DOMAIN", "PluginRewriteError",
            "rewrite_to_plugin", "plugin_nodes", "plugin_attributes"]
@@ -42,7 +43,7 @@ SEG_KERNELS = PLUGIN_INPUTS[3]
 MAX_CLASSES = 255  # labels c + 1 must fit in uint8
 
 
-class PluginRewriteError(ValueError):
+class PluginRewriteError(UserInputError):
     pass
 
 

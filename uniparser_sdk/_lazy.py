@@ -1,5 +1,6 @@
 """Lazy imports of optional heavy dependencies with a message naming the pip extra."""
 import importlib
+from .errors import UniParserError
 
 _EXTRA_OF = {
     "torch": "torch",
@@ -11,7 +12,7 @@ _EXTRA_OF = {
 }
 
 
-class MissingDependency(ImportError):
+class MissingDependency(UniParserError, ImportError):
     pass
 
 

@@ -17,6 +17,7 @@ import importlib
 from pathlib import Path
 
 from .base import Backend, BackendClosedError, InputConstraints
+from ..errors import UserInputError
 
 __all__ = ["Backend", "BackendClosedError", "InputConstraints", "BACKENDS", "backend_class", "open_backend"]
 
@@ -31,7 +32,7 @@ BACKENDS = {
 }
 
 
-class UnknownModelType(ValueError):
+class UnknownModelType(UserInputError):
     """The model file's extension matches no backend."""
 
 

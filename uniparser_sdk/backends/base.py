@@ -27,11 +27,12 @@ from typing import Optional
 import numpy as np
 
 from ..contract import ModelMeta
+from ..errors import UniParserError
 
 __all__ = ["Backend", "InputConstraints", "BackendClosedError"]
 
 
-class BackendClosedError(RuntimeError):
+class BackendClosedError(UniParserError, RuntimeError):
     """``infer`` was called after ``close()``."""
 
 

@@ -1,20 +1,65 @@
-"""Shared CLI plumbing: user mistakes become one-line errors with exit code 2, never tracebacks."""
+"""The one CLI runner and the shared option parsers of every ``uniparser-*`` command.
+
+Exit codes (:mod:`uniparser_sdk.errors`): 0 ok, 1 the job failed, 2 usage or input error, 130
+interrupted. User mistakes are printed as one line (``prog: error: ...``), never as a traceback.
+
+Image sizes on every CLI follow the paper's and mmdetection's convention: ``WIDTHxHEIGHT``
+(``1333x800`` = 1333 wide, 800 high); :func:`parse_size` is the one parser.
+"""
 from __future__ import annotations
 
+import argparse
+import re
 import sys
 from typing import Callable
 
+from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UniParserError, UserInputError
 
-class UserError(Exception):
+SIZE_CONVENTION = "WIDTHxHEIGHT, e.g. 1333x800 (the paper's and mmdetection's width x height)"
+_SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class UserError(UserInputError):
     """A mistake of the user (bad path, bad value): printed as one line, exit code 2."""
 
 
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """``"1333x800"`` -> ``(height, width)`` = ``(800, 1333)``: WIDTHxHEIGHT on the command line, (H, W)
+    inside the SDK. Raises :class:`UserError` naming the convention."""
+    m = _SIZE.match(str(text))
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise UserError(f"{what} {text!r}: expected {SIZE_CONVENTION}")
+    return int(m.group(2)), int(m.group(1))
+
+
+def format_size(hw) -> str:
+    """(height, width) -> ``"WIDTHxHEIGHT"``."""
+    return f"{int(hw[1])}x{int(hw[0])}"
+
+
+def size_arg(what: str = "size") -> Callable[[str], tuple[int, int]]:
+    """argparse ``type=`` for a WIDTHxHEIGHT option (argparse reports the error, exit code 2)."""
+    def _parse(text: str) -> tuple[int, int]:
+        try:
+            return parse_size(text, what)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    _parse.__name__ = what
+    return _parse
+
+
 def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = ()) -> int:
+    """Run a CLI body and map errors to exit codes: user mistakes (``UserInputError``,
+    ``FileNotFoundError``, ``user_errors``) -> 2, other SDK errors -> their ``exit_code`` (1),
+    Ctrl-C -> 130. Unexpected exceptions propagate (a bug deserves its traceback)."""
     try:
         return int(body() or 0)
-    except (UserError, FileNotFoundError, *user_errors) as exc:
+    except (UserInputError, FileNotFoundError, *user_errors) as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
+    except UniParserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_FAILED))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

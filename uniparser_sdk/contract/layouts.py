@@ -29,6 +29,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from .constants import DECODE_PARAM_ORDER
+from ..errors import UserInputError
 
 BATCH, HEIGHT, WIDTH = "batch", "height", "width"
 FEAT_H, FEAT_W = "feat_height", "feat_width"
@@ -37,7 +38,7 @@ DYNAMIC_SYMBOLS = (BATCH, HEIGHT, WIDTH, FEAT_H, FEAT_W, PART_H, PART_W)
 FIXED_SYMBOLS = ("K", "C", "D", "S", "P")
 
 
-class UnknownLayoutError(ValueError):
+class UnknownLayoutError(UserInputError):
     """A model file names an output layout this SDK does not know."""
 
 

@@ -14,12 +14,13 @@ from typing import Mapping
 
 from .constants import DEFAULT_DECODE, DEFAULT_SCALE, FEATURE_STRIDE, MEAN_RGB, SIZE_DIVISOR, STD_RGB
 from .layouts import LAYOUT_PRODUCTS, get_layout
+from ..errors import UserInputError
 
 PREFIX = "uniparser."
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
-class MetadataError(ValueError):
+class MetadataError(UserInputError):
     """A model file carries no, or malformed, UniParser metadata."""
 
 

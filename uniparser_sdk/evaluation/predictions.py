@@ -58,6 +58,7 @@ import numpy as np
 
 from ..data.cihp import read_label_png, split_persons
 from ..io_utils import atomic_write_text
+from ..errors import UserInputError
 
 __all__ = ["PredictionFolder", "PredictionWriter", "ImagePrediction", "PredictionFormatError",
            "detect_style", "read_scores", "SCORES_FILE", "DEFAULT_SCORE", "STYLES"]
@@ -72,7 +73,7 @@ _MHP_RE = re.compile(r"^(?P<id>.+)_(?P<n>\d+)_(?P<k>\d+)\.png$", re.IGNORECASE)
 _MHP_KEY_RE = re.compile(r"^(?P<id>.+)_(?P<n>\d+)_(?P<k>\d+)$")
 
 
-class PredictionFormatError(ValueError):
+class PredictionFormatError(UserInputError):
     """A prediction folder or file does not follow the documented format (message says why)."""
 
 

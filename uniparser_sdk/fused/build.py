@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from ..errors import UniParserError
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
 CPU_SOURCES = ("uniparser_decode_cpu.cpp",)
@@ -33,7 +34,7 @@ BASE_FLAGS = ("-O3", "-fPIC", "-shared", "-std=c++17", "-fvisibility=hidden")
 OPENMP_FLAGS = ("-fopenmp",)
 
 
-class KernelBuildError(RuntimeError):
+class KernelBuildError(UniParserError, RuntimeError):
     """The C++ / CUDA sources could not be compiled (the message carries the compiler output)."""
 
 

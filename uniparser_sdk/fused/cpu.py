@@ -14,6 +14,7 @@ import threading
 import numpy as np
 
 from .build import KernelBuildError, find_or_build_cpu
+from ..errors import UniParserError
 
 _LIB = None
 _LIB_LOCK = threading.Lock()
@@ -38,7 +39,7 @@ ERROR_CODES = {
 ABI_VERSION = 1
 
 
-class DecodeError(RuntimeError):
+class DecodeError(UniParserError, RuntimeError):
     """The C decode returned an error code (``code``, ``name``)."""
 
     def __init__(self, code: int, message: str):

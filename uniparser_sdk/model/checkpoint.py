@@ -21,6 +21,7 @@ import torch
 
 from .configs import CONFIGS, DEPTH_BLOCKS, DecodeConfig, ModelConfig
 from .uniparser import UniParser
+from ..errors import UserInputError
 
 FORMAT = "uniparser-sdk/1"
 # Keys the official checkpoints hold that our model does not use at inference (kept in the model
@@ -28,7 +29,7 @@ FORMAT = "uniparser-sdk/1"
 UNUSED_KEYS = ("mask_head.ins_coord_conv.weight", "mask_head.ins_coord_conv.bias")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserInputError):
     """The file is not a UniParser checkpoint we can load (message says why)."""
 
 

@@ -38,11 +38,12 @@ from ..model.configs import ModelConfig, get_config
 from ..model.uniparser import UniParser
 from .collate import Collator, StreamBatchSampler, TrainDataset, targets_to_device
 from .losses import LOSS_NAMES, LossConfig, UniParserLoss
+from ..errors import UniParserError
 
 __all__ = ["TrainConfig", "Trainer", "train", "TrainingError", "lr_at", "build_dataset"]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(UniParserError, RuntimeError):
     """A problem that stops training (bad data path, non-finite loss, ...); the message says why."""
 
 

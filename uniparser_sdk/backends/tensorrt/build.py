@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from . import sidecar as _sidecar
+from ...errors import UniParserError
 from .sidecar import (  # noqa: F401  (the sidecar format lives there; re-exported)
     SIDECAR_FORMAT, EngineCompatibilityError, SidecarError, check_compatibility, format_compute_capability,
     make_sidecar, profile_from_json, profile_to_json, shape_in_profile, sidecar_path, version_tuple,
@@ -37,11 +38,11 @@ DEFAULT_WORKSPACE = 4 << 30
 INSTALL_HINT = "pip install 'uniparser-sdk[trt]' (TensorRT >= 10.1 and an NVIDIA GPU with its driver)"
 
 
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(UniParserError, RuntimeError):
     """TensorRT or a usable GPU is missing (the message says which and what to do)."""
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(UniParserError, RuntimeError):
     pass
 
 

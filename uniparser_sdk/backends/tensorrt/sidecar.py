@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ...contract import ModelMeta, meta_from_props
+from ...errors import UniParserError, UserInputError
 
 __all__ = [
     "SIDECAR_FORMAT", "SidecarError", "SidecarNotFoundError", "EngineCompatibilityError", "TensorProfile",
@@ -41,7 +42,7 @@ SIDECAR_FORMAT = "uniparser-trt-sidecar/1"
 _REQUIRED = ("tensorrt_version", "compute_capability", "profile")
 
 
-class SidecarError(ValueError):
+class SidecarError(UserInputError):
     """The sidecar is missing, unreadable or not a valid UniParser engine sidecar."""
 
 
@@ -49,7 +50,7 @@ class SidecarNotFoundError(SidecarError, FileNotFoundError):
     """The engine has no sidecar next to it."""
 
 
-class EngineCompatibilityError(RuntimeError):
+class EngineCompatibilityError(UniParserError, RuntimeError):
     """The engine was built for another TensorRT version or GPU architecture."""
 
 
