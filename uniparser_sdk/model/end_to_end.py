@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uniparser_sdk.model.decode import COUNT_THR, MASKNESS_EPS, NORM_EPS, POS_THR
+from uniparser_sdk.contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, POS_THR
 
 INPUT_NAMES = ["images", "decode_params"]
 OUTPUT_NAMES = ["scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf"]
