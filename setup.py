@@ -7,7 +7,7 @@ Import names of the card's top-level folders (a top-level package called ``expor
     export/         -> uniparser_sdk.export
     benchmarks/     -> uniparser_sdk.benchmarks
     kernels/        -> C++/CUDA sources, built by ``make kernels`` (CMake); Python wrappers live in
-                       uniparser_sdk.kernels
+                       uniparser_sdk.fused
 """
 import re
 from pathlib import Path
