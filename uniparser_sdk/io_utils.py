@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 import cv2
 import numpy as np
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["IMAGE_EXTENSIONS", "atomic_write_bytes", "atomic_write_text", "atomic_imwrite", "imread"]
+__all__ = ["IMAGE_EXTENSIONS", "atomic_output", "atomic_write_bytes", "atomic_write_text", "atomic_imwrite", "imread"]
 
 # Extensions cv2.imencode handles in a standard opencv-python build.
 IMAGE_EXTENSIONS = (
@@ -75,6 +76,33 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
         raise
     _fsync_dir(parent)
     return path
+
+
+@contextmanager
+def atomic_output(path: PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """For writers that need a file path (a compiler, ``torch.save``, ``onnx.save``, TensorRT): yields a
+    temporary path in the destination directory; when the block succeeds and the file exists it is
+    fsynced and renamed onto ``path``; on any exception (or if nothing was written) the temporary file is
+    removed and ``path`` is untouched. ``suffix``: some tools insist on an extension (e.g. ".so")."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write a file over the directory {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise OSError(f"nothing was written to {path}")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask() | (tmp.stat().st_mode & 0o111))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..._lazy import require
+from ...devices import parse_device
 from ...contract import PREFIX, meta_from_props
 from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
 
@@ -55,20 +56,11 @@ def choose_providers(device: str, available: Sequence[str], providers=None) -> l
 
 
 def _device_kind(device: str) -> str:
-    d = str(device).lower()
-    if d in ("auto", "cpu", "cuda") or d.startswith("cuda:"):
-        return d.split(":")[0]
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return parse_device(device).kind
 
 
 def _device_index(device: str) -> int:
-    d = str(device).lower()
-    if d.startswith("cuda:"):
-        try:
-            return int(d.split(":", 1)[1])
-        except ValueError:
-            raise ValueError(f"bad device {device!r}; use 'cuda:N'") from None
-    return 0
+    return parse_device(device).cuda_index
 
 
 class OnnxRuntimeBackend(Backend):

@@ -18,6 +18,7 @@ from typing import Optional
 import numpy as np
 
 from ..._lazy import require
+from ...devices import parse_device
 from ...contract import LAYOUT_PRODUCTS, build_model_meta
 from ..base import Backend, validate_batch, validate_decode_params
 
@@ -27,17 +28,15 @@ __all__ = ["TorchBackend"]
 
 
 def _resolve_device(torch, device: str) -> str:
-    d = str(device).lower()
-    if d == "auto":
+    dev = parse_device(device)
+    if dev.kind == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if d == "cpu":
+    if dev.kind == "cpu":
         return "cpu"
-    if d == "cuda" or d.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} asked but torch sees no CUDA GPU "
-                               f"(torch {torch.__version__}); use device='cpu'")
-        return d
-    raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} asked but torch sees no CUDA GPU "
+                           f"(torch {torch.__version__}); use device='cpu'")
+    return str(dev)
 
 
 class TorchBackend(Backend):
