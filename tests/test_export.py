@@ -131,7 +131,7 @@ def test_parity_report(tiny):
     assert set(rep.raw_rel) == {"center_logits", "ins_feats", "sem_feats"}
     assert max(rep.raw_rel.values()) < 1e-3 and rep.cat_conf < 1e-3
     first, probe = rep.passes
-    assert first.union > 0 and first.instances == 1.0 and first.counts_ort == first.counts_torch
+    assert first.union > 0 and first.instances == 1.0 and first.counts_ort == first.counts_ref
     assert probe.ctr_score == 0.0 and probe.union >= first.union
     text = rep.format()
     assert "result: PASS" in text and "ins_feats" in text and "masks agree" in text
