@@ -967,7 +967,7 @@ def compare_decodes(t: Target, image_meta, counts, args, log) -> dict:
             d = dcfg(i)
             p = np.array([d.ctr_score, d.mask_thr, d.cate_score_thr], np.float32)
             outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {**feed, "decode_params": p})))
-            res = finish_products(outs, image_meta, classes, 0)
+            res = finish_products(outs, image_meta, classes, 0, mask_thr=d.mask_thr)
             return np.stack([q.parts for q in res]) if len(res) else np.zeros((0,) + ori_shape, np.uint8)
 
         methods.append(("SDK products-v1 split (onnxruntime steps 1-4 + numpy finishing)",

@@ -1,7 +1,7 @@
 """Parser, backends (ONNX Runtime, PyTorch, TensorRT logic) and the uniparser-predict CLI.
 
-A random-init ``tiny`` model is made to produce persons (center bias 0 -> many peaks; positive category
-kernels against the non-negative semantic features -> high category cosines; mask_thr 0.8 -> masks
+A random-init ``tiny`` model is made to produce persons (center bias 0 -> many peaks; category kernels
+near the mean of the model's own semantic features -> high category cosines; mask_thr 0.8 -> masks
 smaller than the image),
 saved as .pth and exported to .onnx with K = 10, so that every comparison has persons to compare.
 """
@@ -79,6 +79,19 @@ def _export(model, info, path):
     onnx.save(proto, str(path))
 
 
+def aligned_kernels(model, scale):
+    """Category kernels = the mean semantic feature of another scene, perturbed per class: cosines
+    around 0.8, so parts pass mask_thr 0.8 (which gates the part confidences too, DESIGN §3)."""
+    import torch
+
+    from uniparser_sdk.runtime.preprocess import preprocess
+
+    with torch.no_grad():
+        mean = model(torch.from_numpy(preprocess(scene(128, 160, 7), scale=scale)[0]))[2][0].flatten(1).mean(1)
+        noise = torch.randn(model.mask_head.seg_kernels.shape, generator=torch.Generator().manual_seed(1))
+        model.mask_head.seg_kernels.copy_(mean[None] * (1 + 0.5 * noise))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     import torch
@@ -92,9 +105,8 @@ def models(tmp_path_factory):
     cfg = with_decode(get_config("tiny"), mask_thr=0.8, max_instances=K)
     model = UniParser(cfg).eval()
     with torch.no_grad():
-        # the semantic features are non-negative (ReLU): positive kernels give high category cosines
-        model.mask_head.seg_kernels.copy_(torch.rand(cfg.num_classes - 1, cfg.head_channels))
         model.mask_head.center_heatmap.bias.fill_(0.0)
+    aligned_kernels(model, SCALE)
     pth = save_checkpoint(root / "tiny.pth", model)
     loaded, info = load_model(pth)
     onnx_path = root / "tiny.onnx"
@@ -386,9 +398,9 @@ def test_light_model_end_to_end(tmp_path, images):
     scale = (128, 96)
     x, meta = preprocess(img, scale)
     with torch.no_grad():
-        # the semantic features are non-negative (ReLU): positive kernels give high category cosines
-        model.mask_head.seg_kernels.copy_(torch.rand(cfg.num_classes - 1, cfg.head_channels))
         model.mask_head.center_heatmap.bias.fill_(0.0)
+    aligned_kernels(model, scale)
+    with torch.no_grad():
         c, ins, sem = model(torch.from_numpy(x))
     assert ins.shape[-2:] == (x.shape[2] // 4 + 2, x.shape[3] // 4 + 2)
     ref = decode_single(c[0], ins[0], sem[0], model.seg_kernels, meta.img_shape, meta.ori_shape, cfg.decode)

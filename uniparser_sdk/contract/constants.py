@@ -16,9 +16,9 @@ FEATURE_STRIDE = 4  # head features (ins_feats, sem_feats) are at 1/4 of the pad
 NUM_GRID = 40  # S: the center heatmap is S x S
 NORM_EPS = 1e-12  # cosine normalisation: x / max(|x|, NORM_EPS)
 MASKNESS_EPS = 1e-5  # maskness = sum(P [P > mask_thr]) / (count(P > COUNT_THR) + MASKNESS_EPS)
+# mask_thr itself is a run-time decode parameter (DEFAULT_DECODE below) used in all three places of
+# DESIGN §3 (instance mask, maskness numerator, foreground test of step 5): no fixed 0.5 anywhere.
 COUNT_THR = 0.1  # fixed threshold of the maskness denominator
-POS_THR = 0.5  # default mask_thr (the three mask_thr tests of DESIGN §3 use the run-time value)
-PART_THR = 0.5  # default foreground test of step 5 (= mask_thr)
 DEFAULT_MAX_INSTANCES = 100  # K slots
 MAX_INSTANCES_LIMIT = 3840  # TensorRT TopK: K < 3840
 

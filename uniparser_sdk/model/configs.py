@@ -8,7 +8,7 @@ from pathlib import Path
 DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 # Fixed constants of the decode (DESIGN §3), declared once in the graph contract:
-from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, PART_THR, POS_THR  # noqa: E402,F401
+from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS  # noqa: E402,F401
 
 
 @dataclass(frozen=True)

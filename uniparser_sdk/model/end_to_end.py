@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uniparser_sdk.contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, POS_THR
+from uniparser_sdk.contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS
 
 INPUT_NAMES = ["images", "decode_params"]
 OUTPUT_NAMES = ["scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf"]
@@ -74,7 +74,7 @@ class EndToEnd(nn.Module):
         q_ins = torch.matmul(_normalize(kernels, 1).transpose(1, 2), _normalize(ins, 1))  # (B, K, P)
         q_cat = torch.matmul(_normalize(self.model.seg_kernels.float(), 1), _normalize(sem, 1))  # (B, C, P)
         masks = (q_ins > mask_thr).to(torch.float32)
-        num = torch.matmul(masks, (q_cat * (q_cat > POS_THR).to(q_cat.dtype)).transpose(1, 2))  # (B, K, C)
+        num = torch.matmul(masks, (q_cat * (q_cat > mask_thr).to(q_cat.dtype)).transpose(1, 2))  # (B, K, C)
         den = torch.matmul(masks, (q_cat > COUNT_THR).to(q_cat.dtype).transpose(1, 2))
         valid = (torch.arange(scores.shape[1], device=scores.device)[None, :] < count[:, None])
         keep = (num / (den + MASKNESS_EPS) > cate_thr) & valid[:, :, None]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS, POS_THR
+from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS
 
 
 
@@ -68,8 +68,9 @@ def decode_products(center_logits: np.ndarray, ins: np.ndarray, sem: np.ndarray,
     kernels = ins_flat[:, feat_index].T  # (K, D) raw features
     q_ins = _normalize(kernels, 1) @ ins_n  # (K, P)
     q_cat = _normalize(np.asarray(seg_kernels, dtype=np.float32), 1) @ sem_n  # (C, P)
-    masks = (q_ins > np.float32(mask_thr)).astype(np.float32)
-    num = masks @ (q_cat * (q_cat > POS_THR)).T
+    thr = np.float32(mask_thr)  # the run-time mask_thr, in the instance mask and the maskness numerator
+    masks = (q_ins > thr).astype(np.float32)
+    num = masks @ (q_cat * (q_cat > thr)).T
     den = masks @ (q_cat > COUNT_THR).astype(np.float32).T
     valid = np.arange(max_instances) < count
     keep = (num / (den + np.float32(MASKNESS_EPS)) > np.float32(cate_score_thr)) & valid[:, None]

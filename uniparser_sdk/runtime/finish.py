@@ -9,9 +9,9 @@ Three output layouts (:mod:`uniparser_sdk.model_meta`) are finished here:
     (:func:`~uniparser_sdk.model.decode.finish_instance` with a
     :class:`~uniparser_sdk.model.decode.FinishGeometry`): for every *valid* person only, on its *kept*
     categories only, inside the bounding box of its *mask* only, the bilinear upsample x4 / crop /
-    resize is applied as two small separable interpolation matrices, then the argmax with the 0.5
-    threshold, then (when the original image is at least as large as the resized one) a nearest
-    resize of the labels. The matrices are built once per image geometry and cached
+    resize is applied as two small separable interpolation matrices, then the argmax with the run-time
+    ``mask_thr`` as foreground test, then (when the original image has the larger AREA) a nearest
+    resize of the labels with torch's float32 rule (:func:`~uniparser_sdk.runtime.geometry.nearest_index`). The matrices are built once per image geometry and cached
     (:func:`finish_geometry`), so every person of every image of that size reuses them.
 
 ``plugin-v1`` (:func:`finish_plugin`)
@@ -34,10 +34,10 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..contract.constants import PART_THR
+from ..contract.constants import DEFAULT_DECODE
 from ..contract.layouts import PLUGIN_V1, PRODUCTS_V1, RAW_V1, unpack_part_maps
 from .decode_numpy import center_peaks, decode_products  # noqa: F401  (re-exported)
-from .geometry import ImageMeta, labels_to_original, nearest_index
+from .geometry import ImageMeta, labels_to_original, nearest_index, resize_mode
 from ..results import ParseResult
 
 __all__ = [
@@ -101,14 +101,16 @@ class FinishGeometry:
     """Interpolation operators from the stride-4 feature grid to the original image, shared by all
     persons of images with the same geometry (numpy twin of the torch ``FinishGeometry``).
 
+    ``mode`` is :func:`~uniparser_sdk.runtime.geometry.resize_mode` (areas compared).
     ``rows`` (Hout, h) / ``cols`` (Wout, w) float32: Hout = H (original) when ``shrink``, else h'
-    (resized). In enlarge/equal mode the labels at (h', w') are then picked with ``near_rows`` /
-    ``near_cols``. The operators are also kept in banded form (``row_start``/``row_weights``,
+    (resized). In enlarge / equal mode output pixel (y, x), y < len(near_rows), x < len(near_cols),
+    takes the label (near_rows[y], near_cols[x]) at (h', w') (equal: the identity, cut to the smaller
+    shape; the rest stays background). The operators are also kept in banded form (``row_start``/``row_weights``,
     ``col_start``/``col_weights``): each output row/column mixes at most T (2..~5) neighbouring
     feature cells, so finishing costs O(C_kept * Y * X * T) instead of dense products over the box.
     """
 
-    shrink: bool
+    mode: str
     rows: np.ndarray
     cols: np.ndarray
     near_rows: Optional[np.ndarray]
@@ -123,6 +125,10 @@ class FinishGeometry:
     col_weights: np.ndarray
     ori_shape: tuple[int, int]
 
+    @property
+    def shrink(self) -> bool:
+        return self.mode == "shrink"
+
     @classmethod
     def build(cls, feat_hw: Sequence[int], img_shape: Sequence[int], ori_shape: Sequence[int]) -> "FinishGeometry":
         (h, w), (ih, iw), (oh, ow) = (tuple(int(v) for v in s) for s in (feat_hw, img_shape, ori_shape))
@@ -132,14 +138,17 @@ class FinishGeometry:
             raise ValueError(f"resized image {(ih, iw)} larger than the upsampled features {(4 * h, 4 * w)}")
         up_r = bilinear_matrix(4 * h, h)[:ih]  # upsample x4, then crop to the resized image
         up_c = bilinear_matrix(4 * w, w)[:iw]
-        shrink = oh * ow < ih * iw
-        if shrink:
+        mode = resize_mode((ih, iw), (oh, ow))
+        if mode == "shrink":
             rows = (bilinear_matrix(oh, ih) @ up_r).astype(np.float32)
             cols = (bilinear_matrix(ow, iw) @ up_c).astype(np.float32)
             near_r = near_c = None
         else:
             rows, cols = up_r.astype(np.float32), up_c.astype(np.float32)
-            near_r, near_c = nearest_index(oh, ih), nearest_index(ow, iw)
+            if mode == "enlarge":
+                near_r, near_c = nearest_index(oh, ih), nearest_index(ow, iw)
+            else:  # equal areas: no resize
+                near_r, near_c = np.arange(min(oh, ih), dtype=np.int64), np.arange(min(ow, iw), dtype=np.int64)
         rf, rl = _reach(rows)
         cf, cl = _reach(cols)
         rs, rw = _band(rows)
@@ -147,7 +156,7 @@ class FinishGeometry:
         arrays = (rows, cols, rf, rl, cf, cl, rs, rw, cs, cw) + ((near_r, near_c) if near_r is not None else ())
         for a in arrays:
             a.setflags(write=False)
-        return cls(shrink, rows, cols, near_r, near_c, rf, rl, cf, cl, rs, rw, cs, cw, (oh, ow))
+        return cls(mode, rows, cols, near_r, near_c, rf, rl, cf, cl, rs, rw, cs, cw, (oh, ow))
 
 
 @functools.lru_cache(maxsize=64)
@@ -194,31 +203,52 @@ def _apply_band(z: np.ndarray, start: np.ndarray, weights: np.ndarray, lo: int, 
     return out
 
 
+def _channels(kept: np.ndarray, negative: bool) -> np.ndarray:
+    """Channels the argmax must see: the kept ones; with mask_thr < 0 the zero channels of the
+    non-kept categories pass the foreground test too (official argmax over all C channels), and the
+    lowest of them stands for all of them (ties go to the lowest index)."""
+    cats = np.flatnonzero(kept)
+    if negative and cats.size < kept.size:
+        cats = np.sort(np.append(cats, np.flatnonzero(~kept)[0]))
+    return cats
+
+
 def finish_instance(mask: np.ndarray, cat_conf: np.ndarray, keep: np.ndarray, geo: FinishGeometry,
-                    ori_shape: Optional[Sequence[int]] = None) -> np.ndarray:
+                    ori_shape: Optional[Sequence[int]] = None,
+                    mask_thr: float = DEFAULT_DECODE["mask_thr"]) -> np.ndarray:
     """Step 5 for one person: (h, w) binary mask, (C, h, w) category cosine maps, (C,) keep flags ->
-    (H, W) uint8 labels at the original size (0 background, c + 1 for category index c).
+    (H, W) uint8 labels at the original size (0 background, c + 1 for category index c); foreground
+    where the best confidence > ``mask_thr`` (float32).
 
     Same result as the torch reference ``finish_instance``: only the kept categories, only inside the
     bounding box of the mask (the confidence is zero outside it), only the output rows/columns that box
-    reaches through the interpolation operators, which are applied in banded form.
+    reaches through the interpolation operators, which are applied in banded form. (mask_thr < 0: zero
+    confidences pass the test, every pixel is labelled, the whole map is computed.)
     """
     H, W = geo.ori_shape if ori_shape is None else (int(ori_shape[0]), int(ori_shape[1]))
     out = np.zeros((H, W), dtype=np.uint8)
-    cats = np.flatnonzero(np.asarray(keep).reshape(-1))
+    thr = np.float32(mask_thr)
+    negative = bool(thr < 0)
+    kept = np.asarray(keep).reshape(-1).astype(bool)
+    cats = _channels(kept, negative)
+    m = np.asarray(mask).astype(bool, copy=False)
     if cats.size == 0:
         return out
-    m = np.asarray(mask).astype(bool, copy=False)
-    rows_any = np.flatnonzero(m.any(axis=1))
-    if rows_any.size == 0:
-        return out
-    cols_any = np.flatnonzero(m.any(axis=0))
-    y0, y1, x0, x1 = int(rows_any[0]), int(rows_any[-1]) + 1, int(cols_any[0]), int(cols_any[-1]) + 1
+    if negative:
+        y0, y1, x0, x1 = 0, m.shape[0], 0, m.shape[1]
+    else:
+        rows_any = np.flatnonzero(m.any(axis=1))
+        if rows_any.size == 0:
+            return out
+        cols_any = np.flatnonzero(m.any(axis=0))
+        y0, y1, x0, x1 = int(rows_any[0]), int(rows_any[-1]) + 1, int(cols_any[0]), int(cols_any[-1]) + 1
     ry0, ry1 = _span(geo.row_first, geo.row_last, y0, y1)
     rx0, rx1 = _span(geo.col_first, geo.col_last, x0, x1)
     if ry1 <= ry0 or rx1 <= rx0:
         return out  # the box lies entirely in the padding
     z = cat_conf[cats, y0:y1, x0:x1].astype(np.float32, copy=False) * m[y0:y1, x0:x1]  # (Ck, hb, wb)
+    if negative:
+        z = z * kept[cats][:, None, None]  # the stand-in zero channel
     t = _apply_band(z, geo.col_start[rx0:rx1], geo.col_weights[rx0:rx1], x0, axis=2)  # (Ck, hb, X)
     # rows, fused with the argmax over categories: one (Y, X) plane per kept category at a time
     rstart, rweights = geo.row_start[ry0:ry1], geo.row_weights[ry0:ry1]
@@ -238,12 +268,12 @@ def finish_instance(mask: np.ndarray, cat_conf: np.ndarray, keep: np.ndarray, ge
             better = conf > best  # strict: the lowest category wins ties, like torch's max
             np.copyto(best, conf, where=better)
             arg[better] = ci
-    labels = np.where(best > PART_THR, (cats + 1).astype(np.uint8)[arg], np.uint8(0)).astype(np.uint8)
+    labels = np.where(best > thr, (cats + 1).astype(np.uint8)[arg], np.uint8(0)).astype(np.uint8)
     if geo.shrink:
         out[ry0:ry1, rx0:rx1] = labels
         return out
-    # enlarge / equal: nearest on the labels; the source indices are monotonic, so the output rows
-    # (columns) that pick from [ry0, ry1) form one contiguous range
+    # enlarge / equal: nearest on the labels (equal: identity); the source indices are monotonic, so
+    # the output rows (columns) that pick from [ry0, ry1) form one contiguous range
     oy0, oy1 = np.searchsorted(geo.near_rows, [ry0, ry1])
     ox0, ox1 = np.searchsorted(geo.near_cols, [rx0, rx1])
     if oy1 > oy0 and ox1 > ox0:
@@ -271,11 +301,13 @@ def _count(outputs, index: int, k: int, max_instances: Optional[int]) -> int:
 
 def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, index: int = 0,
                     max_instances: Optional[int] = None, timings: Optional[dict] = None,
-                    source: Optional[str] = None) -> ParseResult:
+                    source: Optional[str] = None, mask_thr: float = DEFAULT_DECODE["mask_thr"]) -> ParseResult:
     """products-v1 outputs of a batch -> the :class:`ParseResult` of image ``index`` (see module doc).
 
     ``classes``: class names or their number; ``max_instances`` keeps at most that many persons (the
     best ones). Persons whose categories were all filtered keep an empty map, as in the reference.
+    ``mask_thr``: the run-time threshold the graph ran with (``decode_params[1]``): the foreground
+    test of step 5 uses it too.
     """
     _missing(outputs, [n for n in PRODUCTS_OUTPUTS if n != "grid_index"], PRODUCTS_V1.name)
     scores = np.asarray(outputs["scores"])[index]
@@ -284,7 +316,7 @@ def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes,
     cat_conf = np.asarray(outputs["cat_conf"])[index]
     n = _count(outputs, index, scores.shape[0], max_instances)
     geo = finish_geometry(masks.shape[-2:], meta.img_shape, meta.ori_shape)
-    maps = [finish_instance(masks[i], cat_conf, keep[i], geo) for i in range(n)]
+    maps = [finish_instance(masks[i], cat_conf, keep[i], geo, mask_thr=mask_thr) for i in range(n)]
     return ParseResult.from_label_maps(scores[:n].astype(np.float64), maps, classes,
                                        image_shape=tuple(meta.ori_shape), timings=timings, source=source)
 
@@ -329,4 +361,5 @@ def finish_raw(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, deco
                             np.asarray(outputs["sem_feats"])[index], seg_kernels,
                             float(decode["ctr_score"]), float(decode["mask_thr"]),
                             float(decode["cate_score_thr"]), int(decode.get("max_instances", 100)))
-    return finish_products(prods, meta, classes, 0, timings=timings, source=source)
+    return finish_products(prods, meta, classes, 0, timings=timings, source=source,
+                           mask_thr=float(decode["mask_thr"]))

@@ -51,15 +51,29 @@ def pad_size(h: int, w: int, divisor: int = SIZE_DIVISOR) -> tuple[int, int]:
 
 
 def nearest_index(out_size: int, in_size: int) -> np.ndarray:
-    """torch 'nearest' source indices: ``min(floor(dst * in / out), in - 1)`` (the reference decode's
-    rule; OpenCV's INTER_NEAREST rounds differently for some size pairs)."""
-    dst = np.arange(out_size, dtype=np.float64)
-    return np.minimum(np.floor(dst * (in_size / out_size)).astype(np.int64), in_size - 1)
+    """torch 'nearest' source indices, computed in float32 exactly as ``F.interpolate(mode="nearest",
+    size=...)`` does (CPU and CUDA): ``scale = float32(in) / float32(out)``, then
+    ``src = min(floor(float32(dst) * scale), in - 1)`` with the product rounded to float32. float64
+    arithmetic picks other rows for real photo sizes (750 -> 1080: dst 180 reads 124, not 125).
+    OpenCV's INTER_NEAREST rounds differently again."""
+    out_size, in_size = int(out_size), int(in_size)
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.floor(np.arange(out_size, dtype=np.float32) * scale)  # float32 product, float32 floor
+    return np.minimum(src.astype(np.int64), in_size - 1)
+
+
+def resize_mode(img_shape: Sequence[int], ori_shape: Sequence[int]) -> str:
+    """How step 5 brings the resized image (h, w) to the original (H, W) -- DESIGN §3 compares AREAS:
+    ``"shrink"`` (h*w > H*W: bilinear on the confidences before the argmax), ``"enlarge"``
+    (h*w < H*W: nearest on the labels after it) or ``"equal"`` (no resize: label pixel (y, x) stays at
+    (y, x); with equal areas but different shapes the map is cropped / zero-padded to (H, W))."""
+    a, b = int(img_shape[0]) * int(img_shape[1]), int(ori_shape[0]) * int(ori_shape[1])
+    return "shrink" if a > b else "enlarge" if a < b else "equal"
 
 
 def labels_to_original(labels: np.ndarray, meta: ImageMeta) -> np.ndarray:
     """(..., Hp, Wp) labels at padded input resolution -> (..., H, W): crop to the resized image, then
-    nearest resize with the torch rule (``src = floor(dst * h' / H)``)."""
+    (unless the sizes are equal) nearest resize with torch's float32 rule (:func:`nearest_index`)."""
     ih, iw = meta.img_shape
     oh, ow = meta.ori_shape
     crop = labels[..., :ih, :iw]

@@ -296,7 +296,8 @@ class Parser:
         classes = self._classes_for_outputs(outputs, index)
         limit = opts.get("max_instances")
         if layout == LAYOUT_PRODUCTS:
-            return finish_products(outputs, meta, classes, index, max_instances=limit, source=source)
+            return finish_products(outputs, meta, classes, index, max_instances=limit, source=source,
+                                   mask_thr=float(opts["mask_thr"]))
         if layout == LAYOUT_PLUGIN:
             return finish_plugin(outputs, meta, classes, index, max_instances=limit, source=source)
         if layout == LAYOUT_RAW:
