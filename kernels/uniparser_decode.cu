@@ -18,10 +18,17 @@
  *   k_finish           per output pixel and slot: interpolation + argmax + threshold, uint8 written at
  *                      (ori_h, ori_w); zeros for slots >= min(count, max_maps) and outside each box's reach
  *
- * Compiles for sm_75 .. sm_90 (python -m uniparser_sdk.kernels.build --cuda-check).
+ * Every kernel carries __launch_bounds__ equal to the block size it is launched with, so that even a -G debug
+ * build fits its registers (k_peaks: 1024 threads -> <= 64 registers; tests/test_kernels.py checks ptxas -v).
+ * Launch errors are checked after EVERY launch (a failed k_peaks must not let k_kernels read a garbage count:
+ * the count is also zeroed on the stream first); a CUDA error the caller left pending is peeked at, not
+ * cleared, and makes this function return UNIPARSER_ERR_CUDA without launching anything.
+ *
+ * Compiles for sm_75 .. sm_120 (python -m uniparser_sdk.fused.build --cuda-check).
  */
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "uniparser_decode_core.h"
 #include "uniparser_decode_cuda.h"
@@ -31,11 +38,15 @@ using namespace uniparser::core;
 namespace {
 
 constexpr int kPeakThreads = 1024;
+constexpr int kThreads = 256;  // block size of k_norms, k_kernels, k_bbox, k_geometry (and the maskness kernels' max)
 constexpr int kCosPix = 128;   // pixels (threads) per block of the cosine products
 constexpr int kCosRows = 32;   // kernels per block (register accumulators per thread)
 constexpr int kCosTD = 32;     // feature channels staged in shared memory per step
 constexpr int kMaskChunks = 16;
 constexpr int kFinishX = 32, kFinishY = 8;
+constexpr int kMaxGridYZ = 65535;                        // CUDA: gridDim.y, gridDim.z <= 65,535
+constexpr int kMaxInstancesCuda = kMaxGridYZ * kCosRows;  // K: ceil(K / kCosRows) blocks in k_cosine's gridDim.y
+static_assert(kMaxInstancesCuda == UNIPARSER_CUDA_MAX_INSTANCES, "uniparser_decode_cuda.h states the K limit");
 
 inline size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
@@ -48,7 +59,7 @@ bool make_layout(int S, int D, int h, int w, int C, int K, int img_h, int img_w,
     if (S < 1 || D < 1 || h < 1 || w < 1 || C < 1 || K < 1 || img_h < 1 || img_w < 1 || ori_h < 1 || ori_w < 1)
         return false;
     const size_t SS = (size_t)S * S, P = (size_t)h * w;
-    const bool shrink = (int64_t)ori_h * ori_w < (int64_t)img_h * img_w;
+    const bool shrink = final_shrink(img_h, img_w, ori_h, ori_w);
     const size_t Hout = shrink ? ori_h : img_h, Wout = shrink ? ori_w : img_w;
     size_t off = 0;
     auto take = [&](size_t bytes) {
@@ -71,7 +82,7 @@ bool make_layout(int S, int D, int h, int w, int C, int K, int img_h, int img_w,
     L->masks = take((size_t)K * P);
     L->qT = take(P * C * 4);
     L->boxes = take((size_t)K * 4 * 4);
-    L->part_num = take((size_t)kMaskChunks * K * C * 4);
+    L->part_num = take((size_t)kMaskChunks * K * C * sizeof(double));
     L->part_den = take((size_t)kMaskChunks * K * C * 4);
     L->kept = take((size_t)K * C);
     L->nkept = take((size_t)K * 4);
@@ -83,7 +94,7 @@ bool make_layout(int S, int D, int h, int w, int C, int K, int img_h, int img_w,
     return true;
 }
 
-__global__ void k_peaks(const float* __restrict__ logits, int S, int K, float ctr_score, int h, int w,
+__global__ void __launch_bounds__(kPeakThreads) k_peaks(const float* __restrict__ logits, int S, int K, float ctr_score, int h, int w,
                         float* s, float* hv, float* v, float* scores, int* grid, int* feat, int* count) {
     __shared__ int s_npeak, s_npos;
     const int n = S * S;
@@ -135,7 +146,7 @@ __global__ void k_peaks(const float* __restrict__ logits, int S, int K, float ct
     if (tid == 0) *count = cnt;
 }
 
-__global__ void k_norms(const float* __restrict__ ins, const float* __restrict__ sem, int D, int64_t P,
+__global__ void __launch_bounds__(kThreads) k_norms(const float* __restrict__ ins, const float* __restrict__ sem, int D, int64_t P,
                         float* nrm_ins, float* nrm_sem) {
     const int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (p >= P) return;
@@ -149,10 +160,10 @@ __global__ void k_norms(const float* __restrict__ ins, const float* __restrict__
     nrm_sem[p] = fmaxf(sqrtf(b), UP_NORM_EPS);
 }
 
-__global__ void k_kernels(const float* __restrict__ ins, const float* __restrict__ seg, const int* feat,
-                          const int* count, const float* nrm_ins, int K, int C, int D, int64_t P, float* kn_ins,
-                          float* kn_cat) {
-    __shared__ float red[256];
+__global__ void __launch_bounds__(kThreads)
+    k_kernels(const float* __restrict__ ins, const float* __restrict__ seg, const int* feat, const int* count,
+              const float* nrm_ins, int K, int C, int D, int64_t P, float* kn_ins, float* kn_cat) {
+    __shared__ float red[kThreads];
     const int b = blockIdx.x;
     if (b < K) {
         if (b >= *count) return;
@@ -222,7 +233,7 @@ __global__ void __launch_bounds__(kCosPix) k_cosine(const float* __restrict__ X,
     }
 }
 
-__global__ void k_bbox(const unsigned char* __restrict__ masks, const int* count, int h, int w, int* boxes) {
+__global__ void __launch_bounds__(kThreads) k_bbox(const unsigned char* __restrict__ masks, const int* count, int h, int w, int* boxes) {
     __shared__ int y0, y1, x0, x1;
     const int b = blockIdx.x;
     if (b >= *count) return;
@@ -257,17 +268,19 @@ __global__ void k_bbox(const unsigned char* __restrict__ masks, const int* count
     }
 }
 
-/* block (slot b, chunk): thread c sums over the chunk's rows of b's box */
-__global__ void k_maskness_partial(const unsigned char* __restrict__ masks, const float* __restrict__ qT,
-                                   const int* boxes, const int* count, int K, int C, int w, int64_t P,
-                                   float* part_num, int* part_den) {
+/* block (slot b, chunk): thread c sums over the chunk's rows of b's box. The numerator is accumulated in DOUBLE,
+ * like the CPU twin: a float sum drifts by ~1e-6 relative and can flip `keep` next to cate_score_thr. */
+__global__ void __launch_bounds__(kThreads)
+    k_maskness_partial(const unsigned char* __restrict__ masks, const float* __restrict__ qT, const int* boxes,
+                       const int* count, int K, int C, int w, int64_t P, float mask_thr, double* part_num,
+                       int* part_den) {
     const int b = blockIdx.x, chunk = blockIdx.y, c = threadIdx.x;
     if (b >= *count) return;
     const int y0 = boxes[b * 4 + 0], y1 = boxes[b * 4 + 1], x0 = boxes[b * 4 + 2], x1 = boxes[b * 4 + 3];
     const int rows = y1 > y0 ? y1 - y0 : 0;
     const int per = (rows + kMaskChunks - 1) / kMaskChunks;
     const int ya = y0 + chunk * per, yb = min(y1, ya + per);
-    float num = 0.0f;
+    double num = 0.0;
     int den = 0;
     if (c < C) {
         for (int y = ya; y < yb; ++y)
@@ -275,17 +288,17 @@ __global__ void k_maskness_partial(const unsigned char* __restrict__ masks, cons
                 const int64_t p = (int64_t)y * w + x;
                 if (!masks[(int64_t)b * P + p]) continue;
                 const float q = qT[p * C + c];
-                if (q > UP_POS_THR) num += q;
-                if (q > UP_COUNT_THR) den += 1;
+                if (maskness_pos(q, mask_thr)) num += (double)q;
+                if (maskness_count(q)) den += 1;
             }
         part_num[((int64_t)chunk * K + b) * C + c] = num;
         part_den[((int64_t)chunk * K + b) * C + c] = den;
     }
 }
 
-__global__ void k_maskness_final(const float* __restrict__ part_num, const int* __restrict__ part_den,
-                                 const int* count, int K, int C, float cate_score_thr, unsigned char* keep,
-                                 unsigned char* kept, int* nkept) {
+__global__ void __launch_bounds__(kThreads)
+    k_maskness_final(const double* __restrict__ part_num, const int* __restrict__ part_den, const int* count, int K,
+                     int C, float cate_score_thr, unsigned char* keep, unsigned char* kept, int* nkept) {
     __shared__ unsigned char s_keep[256];
     const int b = blockIdx.x, c = threadIdx.x;
     const bool valid = b < *count;
@@ -313,7 +326,7 @@ __global__ void k_maskness_final(const float* __restrict__ part_num, const int* 
     }
 }
 
-__global__ void k_geometry(int h, int w, int img_h, int img_w, int ori_h, int ori_w, bool shrink, int Hout,
+__global__ void __launch_bounds__(kThreads) k_geometry(int h, int w, int img_h, int img_w, int ori_h, int ori_w, bool shrink, int Hout,
                            int Wout, Taps* rows, Taps* cols, int* near_r, int* near_c) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < Hout) rows[i] = row_taps(i, h, img_h, ori_h, shrink);
@@ -329,7 +342,7 @@ __global__ void __launch_bounds__(kFinishX* kFinishY)
              const unsigned char* __restrict__ kept, const int* __restrict__ nkept, const int* count,
              const Taps* __restrict__ rows, const Taps* __restrict__ cols, const int* __restrict__ near_r,
              const int* __restrict__ near_c, int C, int h, int w, int ori_h, int ori_w, bool shrink, int max_maps,
-             unsigned char* out) {
+             float mask_thr, unsigned char* out) {
     const int X = blockIdx.x * kFinishX + threadIdx.x;
     const int Y = blockIdx.y * kFinishY + threadIdx.y;
     const int i = blockIdx.z;
@@ -391,7 +404,16 @@ __global__ void __launch_bounds__(kFinishX* kFinishY)
             better(conf, c, &best, &arg);
         }
     }
-    *dst = part_label(best, arg);
+    *dst = part_label(best, arg, mask_thr);
+}
+
+/* Text of the last CUDA failure of this thread (which call, and cudaGetErrorString), for the plugin's log and the
+ * torch op's exception: uniparser_decode_cuda_last_error(). */
+thread_local char g_last_error[256] = "";
+
+int set_cuda_error(const char* where, cudaError_t e) {
+    snprintf(g_last_error, sizeof(g_last_error), "%s: %s (%s)", where, cudaGetErrorString(e), cudaGetErrorName(e));
+    return UNIPARSER_ERR_CUDA;
 }
 
 int check_args(const float* center_logits, int S, const float* ins, const float* sem, const float* seg_kernels, int D,
@@ -400,9 +422,11 @@ int check_args(const float* center_logits, int S, const float* ins, const float*
     const int rc = check_decode_args(center_logits, S, ins, sem, seg_kernels, D, h, w, C, K, ctr_score, mask_thr,
                                      cate_score_thr, img_h, img_w, ori_h, ori_w, part_maps, max_maps);
     if (rc != UNIPARSER_OK) return rc;
-    /* device indices of features are int (feat) and grid sizes are bounded */
-    if ((int64_t)h * w > 0x7fffffffLL || (int64_t)S * S > 0x7fffffffLL || ori_h > 65535 * kFinishY ||
-        max_maps > 65535 || K > 0x7fffffff / 256)
+    /* device indices of features are int (feat), and every launch must fit CUDA's grid limits: gridDim.y and .z
+     * are at most 65,535 (k_cosine<true> puts ceil(K / kCosRows) blocks in y, k_finish ceil(ori_h / kFinishY) in y
+     * and max_maps in z); gridDim.x (2^31 - 1) holds K + C, ceil(P / 256) and the geometry blocks. */
+    if ((int64_t)h * w > 0x7fffffffLL || (int64_t)S * S > 0x7fffffffLL || ori_h > kMaxGridYZ * kFinishY ||
+        max_maps > kMaxGridYZ || K > kMaxInstancesCuda)
         return UNIPARSER_ERR_SIZE_OVERFLOW;
     return UNIPARSER_OK;
 }
@@ -448,7 +472,7 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S, const
     unsigned char* masks = reinterpret_cast<unsigned char*>(ws + L.masks);
     float* qT = reinterpret_cast<float*>(ws + L.qT);
     int* boxes = reinterpret_cast<int*>(ws + L.boxes);
-    float* part_num = reinterpret_cast<float*>(ws + L.part_num);
+    double* part_num = reinterpret_cast<double*>(ws + L.part_num);
     int* part_den = reinterpret_cast<int*>(ws + L.part_den);
     unsigned char* kept = reinterpret_cast<unsigned char*>(ws + L.kept);
     int* nkept = reinterpret_cast<int*>(ws + L.nkept);
@@ -458,36 +482,61 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S, const
     int* near_c = reinterpret_cast<int*>(ws + L.near_c);
 
     const int64_t P = (int64_t)h * w;
-    const bool shrink = (int64_t)ori_h * ori_w < (int64_t)img_h * img_w;
+    const bool shrink = final_shrink(img_h, img_w, ori_h, ori_w);
     const int Hout = shrink ? ori_h : img_h, Wout = shrink ? ori_w : img_w;
     const int cthreads = ((C + 31) / 32) * 32;
 
-    (void)cudaGetLastError(); /* clear a stale non-sticky error so the check below is ours */
+    /* A CUDA error the caller left pending is not ours to clear (cudaGetLastError would swallow it): peek, and
+     * refuse to run, so that every error seen after one of our launches below is our own. */
+    const cudaError_t pending = cudaPeekAtLastError();
+    if (pending != cudaSuccess) return set_cuda_error("an error pending before uniparser_decode_cuda", pending);
+    /* The count is zeroed on the stream first: if a kernel is not launched, the next ones read 0, not garbage. */
+    cudaError_t e = cudaMemsetAsync(d_count, 0, sizeof(int), stream);
+    if (e != cudaSuccess) return set_cuda_error("cudaMemsetAsync(count)", e);
+#define UP_CHECK_LAUNCH(name)                                            \
+    do {                                                                 \
+        const cudaError_t err_ = cudaGetLastError();                     \
+        if (err_ != cudaSuccess) return set_cuda_error(name, err_);      \
+    } while (0)
     k_peaks<<<1, kPeakThreads, 0, stream>>>(center_logits, S, K, ctr_score, h, w, s, hv, v, d_scores, d_grid, feat,
                                             d_count);
-    k_norms<<<(unsigned)((P + 255) / 256), 256, 0, stream>>>(ins, sem, D, P, nrm_ins, nrm_sem);
-    k_kernels<<<K + C, 256, 0, stream>>>(ins, seg_kernels, feat, d_count, nrm_ins, K, C, D, P, kn_ins, kn_cat);
+    UP_CHECK_LAUNCH("k_peaks");
+    k_norms<<<(unsigned)((P + kThreads - 1) / kThreads), kThreads, 0, stream>>>(ins, sem, D, P, nrm_ins, nrm_sem);
+    UP_CHECK_LAUNCH("k_norms");
+    k_kernels<<<K + C, kThreads, 0, stream>>>(ins, seg_kernels, feat, d_count, nrm_ins, K, C, D, P, kn_ins, kn_cat);
+    UP_CHECK_LAUNCH("k_kernels");
     const unsigned pblocks = (unsigned)((P + kCosPix - 1) / kCosPix);
     k_cosine<true><<<dim3(pblocks, (K + kCosRows - 1) / kCosRows), kCosPix, 0, stream>>>(
         ins, nrm_ins, kn_ins, K, d_count, D, P, mask_thr, masks, nullptr);
+    UP_CHECK_LAUNCH("k_cosine<mask>");
     k_cosine<false><<<dim3(pblocks, (C + kCosRows - 1) / kCosRows), kCosPix, 0, stream>>>(
         sem, nrm_sem, kn_cat, C, d_count, D, P, 0.0f, nullptr, qT);
-    k_bbox<<<K, 256, 0, stream>>>(masks, d_count, h, w, boxes);
+    UP_CHECK_LAUNCH("k_cosine<cat>");
+    k_bbox<<<K, kThreads, 0, stream>>>(masks, d_count, h, w, boxes);
+    UP_CHECK_LAUNCH("k_bbox");
     k_maskness_partial<<<dim3(K, kMaskChunks), cthreads, 0, stream>>>(masks, qT, boxes, d_count, K, C, w, P,
-                                                                      part_num, part_den);
+                                                                      mask_thr, part_num, part_den);
+    UP_CHECK_LAUNCH("k_maskness_partial");
     k_maskness_final<<<K, cthreads, 0, stream>>>(part_num, part_den, d_count, K, C, cate_score_thr, d_keep, kept,
                                                  nkept);
+    UP_CHECK_LAUNCH("k_maskness_final");
     if (max_maps > 0) {
         const int gmax = Hout > Wout ? Hout : Wout;
         const int gall = gmax > ori_h ? (gmax > ori_w ? gmax : ori_w) : (ori_h > ori_w ? ori_h : ori_w);
-        k_geometry<<<(gall + 255) / 256, 256, 0, stream>>>(h, w, img_h, img_w, ori_h, ori_w, shrink, Hout, Wout, rows,
-                                                           cols, near_r, near_c);
+        k_geometry<<<(gall + kThreads - 1) / kThreads, kThreads, 0, stream>>>(h, w, img_h, img_w, ori_h, ori_w, shrink,
+                                                                             Hout, Wout, rows, cols, near_r, near_c);
+        UP_CHECK_LAUNCH("k_geometry");
         const dim3 grid((ori_w + kFinishX - 1) / kFinishX, (ori_h + kFinishY - 1) / kFinishY, max_maps);
         k_finish<<<grid, dim3(kFinishX, kFinishY), 0, stream>>>(masks, qT, boxes, kept, nkept, d_count, rows, cols,
                                                                 near_r, near_c, C, h, w, ori_h, ori_w, shrink,
-                                                                max_maps, part_maps);
+                                                                max_maps, mask_thr, part_maps);
+        UP_CHECK_LAUNCH("k_finish");
     }
-    return cudaGetLastError() == cudaSuccess ? UNIPARSER_OK : UNIPARSER_ERR_CUDA;
+#undef UP_CHECK_LAUNCH
+    g_last_error[0] = '\0';
+    return UNIPARSER_OK;
 }
+
+UNIPARSER_API const char* uniparser_decode_cuda_last_error(void) { return g_last_error; }
 
 }  // extern "C"

@@ -9,7 +9,9 @@
  *   5. per-instance finishing over the instance's bounding box only: bilinear x4 (align_corners=False),
  *      crop to (img_h, img_w), then to (ori_h, ori_w): a second bilinear before the argmax when
  *      ori_h*ori_w < img_h*img_w ("shrink"), nearest on the labels otherwise ("enlarge");
- *      label = argmax + 1 (lowest class on ties) where the maximum is > 0.5, else 0.
+ *      label = argmax + 1 (lowest class on ties) where the maximum is > mask_thr, else 0.
+ *   mask_thr is used in three places: Q_ins > mask_thr, the maskness numerator P > mask_thr and the final
+ *   foreground test; the denominator's 0.1 is fixed. Nearest: torch's float32 rule (uniparser_decode_core.h).
  *
  * All arrays are dense, C-contiguous, row-major:
  *   center_logits  float[S*S]          (the (1,S,S) or (S,S) center logits)
@@ -48,11 +50,12 @@ extern "C" {
 #define UNIPARSER_ERR_BAD_GEOMETRY (-3)    /* img < 1, img_h > 4h, img_w > 4w, or ori < 1 */
 #define UNIPARSER_ERR_TOO_MANY_CLASSES (-4) /* C > 255: labels c+1 must fit in uint8 */
 #define UNIPARSER_ERR_BAD_MAX_MAPS (-5)    /* max_maps < 0 */
-#define UNIPARSER_ERR_BAD_THRESHOLD (-6)   /* a threshold is NaN */
+#define UNIPARSER_ERR_BAD_THRESHOLD (-6)   /* a threshold is NaN, or mask_thr < 0 */
 #define UNIPARSER_ERR_OUT_OF_MEMORY (-7)   /* host allocation failed */
 #define UNIPARSER_ERR_CUDA (-8)            /* a CUDA launch or runtime call failed (CUDA entry point only) */
 #define UNIPARSER_ERR_WORKSPACE (-9)       /* workspace NULL or smaller than the size function says */
-#define UNIPARSER_ERR_SIZE_OVERFLOW (-10)  /* a buffer size does not fit in 64-bit / int indexing */
+#define UNIPARSER_ERR_SIZE_OVERFLOW (-10)  /* a buffer size does not fit in 64-bit / int indexing, or a CUDA grid
+                                              limit (K > 65535 * 32, max_maps > 65535, ...) */
 
 /* Human-readable text of a return code (static storage; never NULL). */
 UNIPARSER_API const char* uniparser_decode_error_string(int code);

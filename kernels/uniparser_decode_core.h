@@ -9,7 +9,8 @@
  *   - row_taps                                  : one row (or column) of the separable interpolation matrix of
  *                                                 step 5, as <= 4 consecutive feature taps with float weights,
  *                                                 computed in double like the reference and cast to float;
- *   - better / part_label                       : argmax with the lowest class winning ties, threshold 0.5.
+ *   - better / part_label                       : argmax with the lowest class winning ties, foreground test
+ *                                                 best > mask_thr (the run-time mask_thr, DESIGN §3 step 5).
  * and, host only, what both C entry points share: check_decode_args (the argument checks common to
  * uniparser_decode_cpu and uniparser_decode_cuda) and error_string (the text of a return code).
  */
@@ -30,12 +31,12 @@
 namespace uniparser {
 namespace core {
 
-/* Constants of the specification (decode.py). */
+/* Constants of the specification (DESIGN §3, uniparser_sdk/contract/constants.py). The run-time mask_thr is used
+ * in THREE places: the instance mask (Q_ins > mask_thr), the maskness numerator (P > mask_thr) and the final
+ * foreground test (best > mask_thr); only the denominator's 0.1 is fixed. */
 #define UP_NORM_EPS 1e-12f      /* x / max(|x|, NORM_EPS) */
 #define UP_MASKNESS_EPS 1e-5f   /* num / (den + MASKNESS_EPS) */
-#define UP_PART_THR 0.5f        /* label where the best confidence > PART_THR */
-#define UP_POS_THR 0.5f         /* maskness numerator: P * [P > POS_THR] */
-#define UP_COUNT_THR 0.1f       /* maskness denominator: count(P > COUNT_THR) */
+#define UP_COUNT_THR 0.1f       /* maskness denominator: count(P > COUNT_THR), fixed */
 #define UP_MAX_TAPS 4           /* composed interpolation rows touch at most 3 feature cells; 4 for safety */
 
 UP_HD float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
@@ -62,7 +63,9 @@ UP_HD bool is_local_max_5x5(const float* hv, int S, int y, int x) {
     return m == v;
 }
 
-/* Step 2: flat grid index gy*S+gx -> flat feature index ((gy*h)//S)*w + (gx*w)//S (integer arithmetic). */
+/* Step 2: flat grid index gy*S+gx -> flat feature index ((gy*h)//S)*w + (gx*w)//S (integer arithmetic).
+ * The official int((g / S) * h) runs on CUDA as float32 (g * float32(1/S)) * h, which equals this integer rule
+ * (tests/test_kernels.py checks it for S in {24, 40}, h <= 2048, through a host build of this header). */
 UP_HD int64_t grid_to_feature(int64_t g, int S, int h, int w) {
     const int64_t gy = g / S, gx = g % S;
     return (gy * h) / S * w + (gx * w) / S;
@@ -82,10 +85,14 @@ UP_HD void bilinear_src(int dst, int out_size, int in_size, int* i0, int* i1, do
     *l1 = src - (double)i;
 }
 
-/* torch 'nearest': src = min(floor(dst * in / out), in - 1) (decode.py::nearest_index). */
+/* torch 'nearest' (F.interpolate(mode="nearest", size=...), CPU and CUDA): scale = float32(in) / float32(out),
+ * src = min(floor(float32(dst) * scale), in - 1), all in FLOAT32. Double gives other rows for real photo sizes
+ * (750 -> 1080 rows: output row 180 reads 124 in float32, 125 in double). A single rounded multiply: no FMA can be
+ * contracted here, so host and device agree. (float)dst is exact for dst < 2^24. */
 UP_HD int nearest_src(int dst, int out_size, int in_size) {
-    const double scale = (double)in_size / (double)out_size;
-    int i = (int)floor((double)dst * scale);
+    const float scale = (float)in_size / (float)out_size;
+    const float src = (float)dst * scale;
+    int i = (int)floorf(src);
     return i > in_size - 1 ? in_size - 1 : i;
 }
 
@@ -197,9 +204,19 @@ UP_HD void better(float v, int k, float* best, int* arg) {
     }
 }
 
-/* label of the best kept class (class id c -> label c + 1) where its confidence is > 0.5, else 0 */
-UP_HD unsigned char part_label(float best, int best_class) {
-    return best > UP_PART_THR ? (unsigned char)(best_class + 1) : (unsigned char)0;
+/* label of the best kept class (class id c -> label c + 1) where its confidence is > mask_thr, else 0 */
+UP_HD unsigned char part_label(float best, int best_class, float mask_thr) {
+    return best > mask_thr ? (unsigned char)(best_class + 1) : (unsigned char)0;
+}
+
+/* maskness numerator / denominator tests of one part confidence P (inside the instance mask) */
+UP_HD bool maskness_pos(float p, float mask_thr) { return p > mask_thr; }
+UP_HD bool maskness_count(float p) { return p > UP_COUNT_THR; }
+
+/* Final resize direction (DESIGN §3 step 5), by AREAS: shrink (bilinear on the confidences before the argmax)
+ * when ori_h*ori_w < img_h*img_w; otherwise nearest on the labels (identity when the shapes are equal). */
+UP_HD bool final_shrink(int img_h, int img_w, int ori_h, int ori_w) {
+    return (int64_t)ori_h * ori_w < (int64_t)img_h * img_w;
 }
 
 /* ---- host only (plain functions: nvcc compiles them for the host) ------------------------------------------ */
@@ -221,6 +238,9 @@ static inline int check_decode_args(const float* center_logits, int S, const flo
         return UNIPARSER_ERR_BAD_GEOMETRY;
     if (ctr_score != ctr_score || mask_thr != mask_thr || cate_score_thr != cate_score_thr)  /* NaN */
         return UNIPARSER_ERR_BAD_THRESHOLD;
+    /* mask_thr < 0 would make every zero confidence outside a mask "foreground" (the box-restricted work of
+     * every implementation assumes 0 > mask_thr is false): refused rather than silently different. */
+    if (mask_thr < 0.0f) return UNIPARSER_ERR_BAD_THRESHOLD;
     return UNIPARSER_OK;
 }
 
@@ -235,7 +255,7 @@ static inline const char* error_string(int code) {
             return "bad geometry: need 1 <= img_h <= 4*h, 1 <= img_w <= 4*w, ori_h >= 1, ori_w >= 1";
         case UNIPARSER_ERR_TOO_MANY_CLASSES: return "too many classes: C must be <= 255 (uint8 labels c+1)";
         case UNIPARSER_ERR_BAD_MAX_MAPS: return "max_maps must be >= 0";
-        case UNIPARSER_ERR_BAD_THRESHOLD: return "a threshold is NaN";
+        case UNIPARSER_ERR_BAD_THRESHOLD: return "a threshold is NaN, or mask_thr < 0";
         case UNIPARSER_ERR_OUT_OF_MEMORY: return "host memory allocation failed";
         case UNIPARSER_ERR_CUDA: return "a CUDA call failed";
         case UNIPARSER_ERR_WORKSPACE: return "workspace is NULL or too small";

@@ -8,12 +8,14 @@
  *   maskness = two (count x P) @ (P x C) products restricted to each instance's box -> keep
  *   finishing per instance over the output rows/columns its feature box reaches: separable interpolation
  *   taps (<= 3 per axis) + argmax + threshold fused per output pixel, uint8 written at (ori_h, ori_w).
+ * The run-time mask_thr is used for the instance masks, the maskness numerator and the final foreground test.
+ * Nearest resize: torch's float32 index rule (core.h nearest_src).
  * Float32 arithmetic like the reference (sums of the maskness numerator in double); interpolation weights
  * in double cast to float like the reference. Results are identical to the reference except where a value
  * sits within float rounding (~1e-6 relative) of a threshold or of a tie between two classes.
  *
  * Build: g++ -O3 -fPIC -shared [-fopenmp] uniparser_decode_cpu.cpp -o libuniparser_decode_cpu.so
- * (uniparser_sdk/kernels/build.py does this; kernels/CMakeLists.txt too).
+ * (uniparser_sdk/fused/build.py does this; kernels/CMakeLists.txt too).
  */
 #include "uniparser_decode.h"
 #include "uniparser_decode_core.h"
@@ -227,8 +229,8 @@ inline int box_taps(const Taps& t, int lo, int hi, BoxTap* out) {
  * pixel directly. Columns whose row taps all miss the mask have T = 0 and are skipped (adding 0 changes
  * nothing); a pixel whose taps all miss the mask is background. */
 inline void label_row(const BoxTap* rt, int nr, const BoxTap* ctaps, const int* cn, int x_lo, int x_hi,
-                      const float* z, const unsigned char* on, int wb, int nk, const int* cats, float* T,
-                      unsigned char* colon, float* conf, unsigned char* dst /* indexed by X - x_lo */) {
+                      const float* z, const unsigned char* on, int wb, int nk, const int* cats, float mask_thr,
+                      float* T, unsigned char* colon, float* conf, unsigned char* dst /* indexed by X - x_lo */) {
     if (nr == 0) {
         std::memset(dst, 0, (size_t)(x_hi - x_lo + 1));
         return;
@@ -265,7 +267,7 @@ inline void label_row(const BoxTap* rt, int nr, const BoxTap* ctaps, const int* 
         float best = conf[0];
         int arg = 0;
         for (int k = 1; k < nk; ++k) better(conf[k], k, &best, &arg);
-        dst[X - x_lo] = part_label(best, cats[arg]);
+        dst[X - x_lo] = part_label(best, cats[arg], mask_thr);
     }
 }
 
@@ -387,7 +389,8 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
     }
     UP_TOC(t2, "q_cat");
     UP_TIC(t3);
-    // ---- step 4: maskness = (M @ (Q [Q > .5])^T) / (M @ [Q > .1]^T + eps), per instance over its box
+    // ---- step 4: maskness = (M @ (Q [Q > mask_thr])^T) / (M @ [Q > .1]^T + eps), per instance over its box;
+    //      the numerator is summed in double (the CUDA kernels do the same)
     std::vector<double> num_all((size_t)n * C, 0.0);
     std::vector<int64_t> den_all((size_t)n * C, 0);
 #pragma omp parallel for schedule(dynamic, 1)
@@ -403,8 +406,8 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
                 const float* q = qT.get() + (size_t)p * C;
                 for (int c = 0; c < C; ++c) {
                     const float v = q[c];
-                    if (v > UP_POS_THR) num[c] += v;
-                    if (v > UP_COUNT_THR) den[c] += 1;
+                    if (maskness_pos(v, mask_thr)) num[c] += v;
+                    if (maskness_count(v)) den[c] += 1;
                 }
             }
         for (int c = 0; c < C; ++c) {
@@ -418,7 +421,7 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
     UP_TIC(t4);
     const int nmaps = std::min(n, max_maps);
     if (nmaps <= 0) return UNIPARSER_OK;
-    const bool shrink = (int64_t)ori_h * ori_w < (int64_t)img_h * img_w;
+    const bool shrink = final_shrink(img_h, img_w, ori_h, ori_w);
     const int Hout = shrink ? ori_h : img_h, Wout = shrink ? ori_w : img_w;
     std::vector<Taps> rows(Hout), cols(Wout);
     for (int Y = 0; Y < Hout; ++Y) rows[Y] = row_taps(Y, h, img_h, ori_h, shrink);
@@ -485,7 +488,7 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
             BoxTap rt[UP_MAX_TAPS];
             const int nr = box_taps(rows[Y], b.y0, b.y1, rt);
             unsigned char* dst = shrink ? out + (int64_t)Y * ori_w + xlo : tile.data() + (size_t)(Y - ylo) * tw;
-            label_row(rt, nr, ctaps.data(), cn.data(), xlo, xhi, z.data(), on.data(), wb, nk, cats.data(),
+            label_row(rt, nr, ctaps.data(), cn.data(), xlo, xhi, z.data(), on.data(), wb, nk, cats.data(), mask_thr,
                       rowbuf.data() + (size_t)tid * wb * nk, colbuf.data() + (size_t)tid * wb,
                       work.data() + (size_t)tid * 256, dst);
         }

@@ -6,6 +6,13 @@
  * The count of instances stays on the device: every kernel reads it there, so there is no host round trip.
  * Slots >= count (and >= max_maps) of part_maps are written with zeros by the same fused kernel.
  *
+ * Errors: argument errors are returned before anything is enqueued. A CUDA error already pending in the calling
+ * thread (cudaPeekAtLastError) is left in place and UNIPARSER_ERR_CUDA returned without launching. Every launch
+ * is checked; the first failing one returns UNIPARSER_ERR_CUDA (its error consumed with cudaGetLastError, its text
+ * in uniparser_decode_cuda_last_error()). The count is zeroed on the stream before the first kernel.
+ * Limits (UNIPARSER_ERR_SIZE_OVERFLOW): K <= 2,097,120 (65,535 * 32: gridDim.y), max_maps <= 65,535,
+ * ori_h <= 524,280, h * w and S * S < 2^31.
+ *
  * Optional outputs: scores, grid_index, count and keep may be NULL (internal copies in the workspace are
  * used). part_maps may be NULL only when max_maps == 0.
  *
@@ -20,6 +27,9 @@
 #include <cuda_runtime_api.h>
 
 #include "uniparser_decode.h"
+
+/* Largest K the CUDA entry point accepts: ceil(K / 32) blocks go in a gridDim.y (<= 65,535). */
+#define UNIPARSER_CUDA_MAX_INSTANCES (65535 * 32)
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +50,10 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S,
 
 /* Text of a code (the table of uniparser_decode_core.h, compiled into both libraries so that each stands alone). */
 UNIPARSER_API const char* uniparser_decode_cuda_error_string(int code);
+
+/* After UNIPARSER_ERR_CUDA: which call failed and CUDA's text for it ("k_peaks: too many resources requested for
+ * launch (cudaErrorLaunchOutOfResources)"); "" after a successful call. Thread-local storage, never NULL. */
+UNIPARSER_API const char* uniparser_decode_cuda_last_error(void);
 
 #ifdef __cplusplus
 }

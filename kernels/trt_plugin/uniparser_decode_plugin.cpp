@@ -1,13 +1,20 @@
 /*
  * TensorRT 10 IPluginV3 "UniParserDecode" (see uniparser_decode_plugin.h and kernels/PLUGIN_CONTRACT.md).
- * Written against the TensorRT 10 headers (NvInferRuntime.h, NvInferPluginBase.h); built by
- * kernels/CMakeLists.txt only when TensorRT is found.
+ * Compiles warning-free (-Wall -Wextra -Werror) against the TensorRT 10.16 and 11.1 headers (CI:
+ * python -m uniparser_sdk.fused.build --trt-check, which also runs kernels/testing/trt_plugin_harness.cpp);
+ * built for use by `python -m uniparser_sdk.fused.build --trt` or kernels/CMakeLists.txt.
+ *
+ * Errors go to the logger TensorRT hands over with setLoggerFinder (IPluginRegistry::loadLibrary); when the
+ * library was loaded with ctypes / dlopen TensorRT never calls setLoggerFinder, so the plugin falls back to
+ * libnvinfer's getLogger(), and to stderr when that is NULL too: an error is never dropped.
  *
  * The plugin runs the finishing at the padded input resolution: img = ori = (4h, 4w). Each image of the batch is
  * one uniparser_decode_cuda() call on the plugin's stream, reusing the same workspace.
  */
 #include "uniparser_decode_plugin.h"
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <mutex>
@@ -33,7 +40,9 @@ public:
     void error(char const* msg) {
         std::lock_guard<std::mutex> lk(mMutex);
         ILogger* logger = mFinder != nullptr ? mFinder->findLogger() : nullptr;
+        if (logger == nullptr) logger = ::getLogger();  // loaded through ctypes: no finder was ever set
         if (logger != nullptr) logger->log(ILogger::Severity::kERROR, msg);
+        else std::fprintf(stderr, "%s\n", msg);
     }
 
 private:
@@ -52,7 +61,12 @@ bool readInt(PluginField const& f, int32_t* out) {
     if (f.data == nullptr || f.length < 1) return false;
     switch (f.type) {
         case PluginFieldType::kINT32: *out = *static_cast<int32_t const*>(f.data); return true;
-        case PluginFieldType::kINT64: *out = static_cast<int32_t>(*static_cast<int64_t const*>(f.data)); return true;
+        case PluginFieldType::kINT64: {
+            int64_t const v = *static_cast<int64_t const*>(f.data);
+            if (v < INT32_MIN || v > INT32_MAX) return false;
+            *out = static_cast<int32_t>(v);
+            return true;
+        }
         case PluginFieldType::kINT16: *out = *static_cast<int16_t const*>(f.data); return true;
         case PluginFieldType::kINT8: *out = *static_cast<int8_t const*>(f.data); return true;
         default: return false;
@@ -250,7 +264,10 @@ int32_t UniParserDecodePlugin::enqueue(PluginTensorDesc const* inputDesc, Plugin
                                              nullptr, count + b, nullptr, maps + b * mapBytes, K, workspace, ws,
                                              stream);
         if (rc != UNIPARSER_OK) {
-            logError(std::string("uniparser_decode_cuda failed: ") + uniparser_decode_cuda_error_string(rc));
+            std::string msg = std::string("uniparser_decode_cuda failed for image ") + std::to_string(b) + ": " +
+                              uniparser_decode_cuda_error_string(rc);
+            if (rc == UNIPARSER_ERR_CUDA) msg += std::string(": ") + uniparser_decode_cuda_last_error();
+            logError(msg);
             return rc;
         }
     }
@@ -282,23 +299,9 @@ IPluginV3* UniParserDecodePluginCreator::createPlugin(char const* /*name*/, Plug
                                                       TensorRTPhase /*phase*/) noexcept {
     try {
         DecodeParams p;
-        if (fc != nullptr) {
-            for (int32_t i = 0; i < fc->nbFields; ++i) {
-                PluginField const& f = fc->fields[i];
-                if (f.name == nullptr) continue;
-                bool ok = true;
-                if (std::strcmp(f.name, "max_instances") == 0) ok = readInt(f, &p.max_instances);
-                else if (std::strcmp(f.name, "ctr_score") == 0) ok = readFloat(f, &p.ctr_score);
-                else if (std::strcmp(f.name, "mask_thr") == 0) ok = readFloat(f, &p.mask_thr);
-                else if (std::strcmp(f.name, "cate_score_thr") == 0) ok = readFloat(f, &p.cate_score_thr);
-                if (!ok) {
-                    logError(std::string("attribute ") + f.name + " has an unsupported type");
-                    return nullptr;
-                }
-            }
-        }
-        if (p.max_instances < 1) {
-            logError("max_instances must be >= 1");
+        std::string const err = parseFields(fc, &p);
+        if (!err.empty()) {
+            logError("createPlugin: " + err);
             return nullptr;
         }
         return new UniParserDecodePlugin(p);
@@ -306,6 +309,38 @@ IPluginV3* UniParserDecodePluginCreator::createPlugin(char const* /*name*/, Plug
         logError(std::string("createPlugin failed: ") + e.what());
     }
     return nullptr;
+}
+
+std::string parseFields(PluginFieldCollection const* fc, DecodeParams* out) {
+    if (fc == nullptr || (fc->nbFields > 0 && fc->fields == nullptr)) return "no plugin fields";
+    DecodeParams p;
+    bool seen[4] = {false, false, false, false};
+    char const* const names[4] = {"max_instances", "ctr_score", "mask_thr", "cate_score_thr"};
+    for (int32_t i = 0; i < fc->nbFields; ++i) {
+        PluginField const& f = fc->fields[i];
+        if (f.name == nullptr) return "a field without a name";
+        int idx = -1;
+        for (int j = 0; j < 4; ++j)
+            if (std::strcmp(f.name, names[j]) == 0) idx = j;
+        if (idx < 0) return std::string("unknown field '") + f.name + "' (fields: max_instances, ctr_score, mask_thr, "
+                            "cate_score_thr)";
+        if (seen[idx]) return std::string("field '") + f.name + "' given twice";
+        if (f.length != 1) return std::string("field '") + f.name + "' must hold exactly 1 value, got " +
+                                  std::to_string(f.length);
+        seen[idx] = true;
+        bool const ok = idx == 0 ? readInt(f, &p.max_instances)
+                                 : readFloat(f, idx == 1 ? &p.ctr_score : idx == 2 ? &p.mask_thr : &p.cate_score_thr);
+        if (!ok) return std::string("field '") + f.name + "' has an unsupported type";
+    }
+    for (int j = 0; j < 4; ++j)
+        if (!seen[j]) return std::string("missing field '") + names[j] + "'";
+    if (p.max_instances < 1 || p.max_instances > UNIPARSER_CUDA_MAX_INSTANCES)
+        return "max_instances must be in [1, " + std::to_string(UNIPARSER_CUDA_MAX_INSTANCES) + "], got " +
+               std::to_string(p.max_instances);
+    if (std::isnan(p.ctr_score) || std::isnan(p.mask_thr) || std::isnan(p.cate_score_thr)) return "a threshold is NaN";
+    if (p.mask_thr < 0.0f) return "mask_thr must be >= 0";
+    *out = p;
+    return std::string();
 }
 
 }  // namespace trt

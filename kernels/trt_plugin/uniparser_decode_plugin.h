@@ -1,5 +1,5 @@
 /*
- * TensorRT 10 plugin "UniParserDecode" (version "1", namespace "uniparser"): IPluginV3 with the
+ * TensorRT 10 / 11 plugin "UniParserDecode" (version "1", namespace "uniparser"): IPluginV3 with the
  * IPluginV3OneCore / IPluginV3OneBuild / IPluginV3OneRuntime capabilities and an IPluginCreatorV3One,
  * wrapping uniparser_decode_cuda() (kernels/uniparser_decode.cu). Node contract: kernels/PLUGIN_CONTRACT.md.
  *
@@ -86,6 +86,11 @@ private:
     nvinfer1::PluginFieldCollection mFCToSerialize{};
 };
 
+/* Validate a field collection (creator input, or getFieldsToSerialize on deserialization): exactly the four fields
+ * (each once, one value; integer fields of any width, float fields as FLOAT32/FLOAT64/integers), 1 <= max_instances
+ * <= UNIPARSER_CUDA_MAX_INSTANCES, no NaN, mask_thr >= 0. Returns "" and fills *out, or the reason. */
+std::string parseFields(nvinfer1::PluginFieldCollection const* fc, DecodeParams* out);
+
 class UniParserDecodePluginCreator final : public nvinfer1::IPluginCreatorV3One {
 public:
     UniParserDecodePluginCreator();
@@ -107,8 +112,9 @@ private:
 }  // namespace uniparser
 
 extern "C" {
-/* Register the creator with TensorRT's global plugin registry (idempotent). 0 on success. For loading the
- * library with ctypes / dlopen; uniparser_sdk.kernels.load_trt_plugin() calls it. */
+/* Register the creator with TensorRT's global plugin registry (idempotent: 0 when it is registered already, by
+ * this call or by IPluginRegistry::loadLibrary). 0 on success, -1 without a registry or when registration fails.
+ * For loading the library with ctypes / dlopen; uniparser_sdk.fused.load_trt_plugin() calls it. */
 __attribute__((visibility("default"))) int uniparser_trt_register_plugin(void);
 
 /* Entry points of IPluginRegistry::loadLibrary (trt.get_plugin_registry().load_library(path)). */

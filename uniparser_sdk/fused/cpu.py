@@ -177,6 +177,8 @@ def decode_cpu(center_logits, ins, sem, seg_kernels, img_shape, ori_shape, ctr_s
     for name, v in (("ctr_score", ctr_score), ("mask_thr", mask_thr), ("cate_score_thr", cate_score_thr)):
         if np.isnan(float(v)):
             raise ValueError(f"{name} is NaN")
+    if float(mask_thr) < 0:
+        raise ValueError(f"mask_thr must be >= 0 (it is also the foreground test of the labels), got {mask_thr}")
     if max_maps is None:
         _, _, max_maps = peaks_cpu(c, ctr_score, k)
     max_maps = int(max_maps)
