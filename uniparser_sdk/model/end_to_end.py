@@ -48,7 +48,8 @@ def batched_peaks(center_logits: torch.Tensor, ctr_score: torch.Tensor, k: int):
     flat = torch.where(peak, h, torch.zeros_like(h)).flatten(1)
     k = min(k, flat.shape[1])
     scores, index = torch.topk(flat, k, dim=1)
-    count = torch.clamp(peak.flatten(1).sum(1), max=k)
+    # Min, not Clip: TensorRT's Clip has no INT64 (its ONNX operator matrix), Min has
+    count = torch.minimum(peak.flatten(1).sum(1), torch.tensor(k, dtype=torch.int64))
     valid = torch.arange(k, device=flat.device)[None, :] < count[:, None]
     return scores * valid.to(scores.dtype), index, count
 
@@ -81,8 +82,11 @@ class EndToEnd(nn.Module):
         # slots beyond the count are zeroed / -1 so every backend returns identical tensors
         index = torch.where(valid, index, torch.full_like(index, -1))
         masks = masks * valid[:, :, None].to(masks.dtype)
+        # TensorRT's UINT8 rules: a UINT8 output must be made by a Cast from FLOAT/HALF and nothing may
+        # consume UINT8 -- so reshape in float, keep goes BOOL -> FLOAT, and each uint8 output is a final Cast
         return (scores, count.to(torch.int64), index.to(torch.int64),
-                masks.to(torch.uint8).reshape(b, -1, h, w), keep.to(torch.uint8), q_cat.reshape(b, -1, h, w))
+                masks.reshape(b, -1, h, w).to(torch.uint8), keep.to(torch.float32).to(torch.uint8),
+                q_cat.reshape(b, -1, h, w))
 
 
 class RawOutputs(nn.Module):
