@@ -131,7 +131,8 @@ def test_cli_help_and_user_errors(tmp_path, capsys):
         (["--data", str(tmp_path / "missing"), "--iters", "1"], "not found"),
         (["--persons", "3,1", "--iters", "1"], "--persons"),
         (["--lr", "-1", "--iters", "1"], "--lr"),
-        (["--resume", str(tmp_path / "none.pth"), "--iters", "1", "--synthetic-size", "64,96",
+        (["--synthetic-size", "96,64", "--iters", "1"], "WIDTHxHEIGHT"),
+        (["--resume", str(tmp_path / "none.pth"), "--iters", "1", "--synthetic-size", "96x64",
           "--short-sides", "none", "--workers", "0", "--synthetic-images", "10"], "checkpoint not found"),
     ]
     for argv, msg in cases:
@@ -147,12 +148,15 @@ def test_cli_runs(tmp_path, capsys):
     from uniparser_sdk.cli.train import main
 
     rc = main(["--config", "tiny", "--data", "synthetic", "--iters", "2", "--batch-size", "2", "--synthetic-size",
-               "64,96", "--short-sides", "64,80", "--max-long", "128", "--workers", "0", "--no-progress",
-               "--optimizer", "adamw", "--lr", "1e-4", "--loss", "center=1.0,parsing_mask=gt",
+               "96x64", "--short-sides", "64,80", "--max-long", "128", "--workers", "0", "--no-progress",
+               "--optimizer", "adamw", "--lr", "1e-4", "--loss", "center=1.0,part_feature_metric=false",
+               "--semantics", "corrected",
                "--work-dir", str(tmp_path / "cli"), "--synthetic-images", "100"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["iterations"] == 2 and os.path.isfile(out["final"])
     meta = torch.load(out["final"], weights_only=True)["meta"]
-    assert meta["loss"]["center_weight"] == 1.0 and meta["loss"]["parsing_mask"] == "gt"
+    assert meta["loss"]["center_weight"] == 1.0 and meta["loss"]["part_feature_metric"] is False
+    assert meta["semantics"] == "corrected" and meta["train"]["semantics"] == "corrected"
+    assert meta["train"]["synthetic_size"] == [64, 96]  # 96x64 = width 96, height 64
     assert meta["input_scale"] == [128, 80]

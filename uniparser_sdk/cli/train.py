@@ -1,7 +1,8 @@
 """uniparser-train: train UniParser on CIHP, MHPv2 or synthetic scenes (single process or torchrun DDP).
 
 Examples:
-  uniparser-train --config tiny --data synthetic --iters 2000 --batch-size 8 --work-dir runs/tiny
+  uniparser-train --config tiny --data synthetic --synthetic-size 160x128 --iters 2000 --batch-size 8 --work-dir runs/tiny
+  uniparser-train --config tiny --semantics corrected ...   # the three official quirks fixed
   uniparser-train --config r50 --data /data/LV-MHP-v2 --epochs 36 --batch-size 2 --work-dir runs/r50
   torchrun --nproc_per_node 8 -m uniparser_sdk.cli.train --config r101 --data /data/LV-MHP-v2
   uniparser-train --config r101-cihp-light --data /data/CIHP --init UniParser_CIHP_r101_light.pth
@@ -16,7 +17,7 @@ import argparse
 import json
 import sys
 
-from .common import UserError, run_cli
+from .common import SIZE_CONVENTION, UserError, parse_size, run_cli
 
 PROG = "uniparser-train"
 
@@ -49,8 +50,13 @@ def _loss_overrides(items) -> dict:
             k, v = (s.strip() for s in part.split("=", 1))
             if k in ("center", "ins", "sem", "neg", "parsing", "metric"):
                 k = f"{k}_weight"
+            if k == "part_feature_metric":
+                if v.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise UserError(f"--loss: {k} needs true or false, got {v!r}")
+                out[k] = v.lower() in ("1", "true", "yes", "on")
+                continue
             try:
-                out[k] = v if k == "parsing_mask" else float(v)
+                out[k] = float(v)
             except ValueError:
                 raise UserError(f"--loss: {k} needs a number, got {v!r}") from None
     return out
@@ -94,12 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-long", type=int, default=1333)
     g.add_argument("--flip", type=float, default=0.5, help="horizontal flip probability")
     g.add_argument("--sigma", type=float, default=0.2, help="center region scale")
-    g.add_argument("--synthetic-size", default="256,320", help="H,W of synthetic scenes")
+    g.add_argument("--synthetic-size", default="320x256",
+                   help=f"size of the synthetic scenes, {SIZE_CONVENTION} (default 320x256)")
     g.add_argument("--synthetic-images", type=int, default=100000, help="number of distinct synthetic scenes")
     g.add_argument("--persons", default="1,4", help="min,max persons per synthetic scene")
     g = ap.add_argument_group("losses")
     g.add_argument("--loss", action="append", metavar="NAME=VALUE",
-                   help="loss option, e.g. center=1.0,metric=4 (weights) or parsing_mask=gt, focal_alpha=0.25")
+                   help="loss option, e.g. center=1.0,neg=0 (weights), focal_alpha=0.25, part_feature_metric=true")
+    g.add_argument("--semantics", choices=["official", "corrected"], default="official",
+                   help="training targets: 'official' reproduces the authors' targets and losses term by term "
+                        "(quirks included); 'corrected' fixes the never-moving adapt center, the occurrence-index "
+                        "part pairing and the summed labels of overlapping persons (recorded in the checkpoint)")
     g.add_argument("--bn-train", action="store_true", help="update backbone BatchNorm statistics (training from scratch)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
@@ -126,7 +137,7 @@ def config_from_args(args):
     persons = _ints(args.persons, "--persons", 2)
     if not 0 <= persons[0] <= persons[1]:
         raise UserError(f"--persons must be min,max with 0 <= min <= max, got {args.persons}")
-    size = _ints(args.synthetic_size, "--synthetic-size", 2)
+    size = parse_size(args.synthetic_size, "--synthetic-size")  # (H, W)
     if min(size) < 32:
         raise UserError(f"--synthetic-size must be at least 32x32, got {args.synthetic_size}")
     steps = _floats(args.steps, "--steps") if args.steps else ()
@@ -138,7 +149,7 @@ def config_from_args(args):
         ckpt_every=args.ckpt_every, log_every=args.log_every, resume=args.resume, init=args.init, seed=args.seed,
         num_workers=args.workers, device=args.device, short_sides=short, max_long=args.max_long, flip=args.flip,
         sigma=args.sigma, synthetic_images=args.synthetic_images, synthetic_size=size, synthetic_persons=persons,
-        loss=_loss_overrides(args.loss), bn_train=args.bn_train, threads=args.threads,
+        loss=_loss_overrides(args.loss), semantics=args.semantics, bn_train=args.bn_train, threads=args.threads,
         progress=not args.no_progress)
 
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from ..data.transforms import Compose, Normalize, RandomHFlip, RandomResize
-from .targets import DEFAULT_SIGMA, FEATURE_STRIDE, ImageTargets, build_targets
+from .targets import DEFAULT_SIGMA, FEATURE_STRIDE, ImageTargets, build_targets, check_semantics
 
-__all__ = ["StreamBatchSampler", "TrainDataset", "Collator", "targets_to_device"]
+__all__ = ["StreamBatchSampler", "TrainDataset", "Collator", "targets_to_device", "TARGET_KEYS"]
 
 
 class StreamBatchSampler:
@@ -91,14 +91,19 @@ class TrainDataset(torch.utils.data.Dataset):
 
 class Collator:
     """List of augmented samples -> batch dict. Images are zero-padded to the largest size of the
-    batch rounded up to ``divisor``; targets are built for that padded size.
+    batch rounded up to ``divisor``; targets are built for that padded size and for the model's
+    instance-feature size (``light=True``: one cell larger on each side), with ``semantics``
+    "official" or "corrected" (see :mod:`uniparser_sdk.train.targets`).
 
-    Returns ``images`` (N, 3, Hp, Wp) float32, ``center`` (N, 1, S, S), ``pos_index``, ``pos_person``,
-    ``labels`` (lists of tensors, one per image), ``ids``, ``num_persons``."""
+    Returns ``images`` (N, 3, Hp, Wp) float32, ``center`` (N, 1, S, S), and per image (lists of
+    tensors) the :data:`TARGET_KEYS` of :class:`~uniparser_sdk.train.targets.ImageTargets`, plus
+    ``ids`` and ``num_persons``."""
 
-    def __init__(self, num_grid: int, num_classes: int, sigma: float = DEFAULT_SIGMA, divisor: int = 32):
+    def __init__(self, num_grid: int, num_classes: int, sigma: float = DEFAULT_SIGMA, divisor: int = 32,
+                 light: bool = False, semantics: str = "official"):
         self.num_grid, self.num_classes = int(num_grid), int(num_classes)
         self.sigma, self.divisor = float(sigma), int(divisor)
+        self.light, self.semantics = bool(light), check_semantics(semantics)
 
     def __call__(self, samples: list[dict]) -> dict:
         hs = [s["image"].shape[0] for s in samples]
@@ -110,22 +115,26 @@ class Collator:
         for i, s in enumerate(samples):
             img = np.asarray(s["image"], np.float32)
             images[i, :, :img.shape[0], :img.shape[1]] = img.transpose(2, 0, 1)
-            tgts.append(build_targets(s["persons"], (Hp, Wp), self.num_grid, self.num_classes, self.sigma))
-        return {
+            tgts.append(build_targets(s["persons"], (Hp, Wp), self.num_grid, self.num_classes, self.sigma,
+                                      light=self.light, semantics=self.semantics))
+        out = {
             "images": torch.from_numpy(images),
             "center": torch.from_numpy(np.stack([t.center for t in tgts]))[:, None],
-            "pos_index": [torch.from_numpy(t.pos_index) for t in tgts],
-            "pos_person": [torch.from_numpy(t.pos_person) for t in tgts],
-            "labels": [torch.from_numpy(t.labels) for t in tgts],
             "ids": [s["id"] for s in samples],
             "num_persons": [t.num_persons for t in tgts],
         }
+        for k in TARGET_KEYS:
+            out[k] = [torch.from_numpy(np.ascontiguousarray(getattr(t, k))) for t in tgts]
+        return out
+
+
+#: per-image target tensors a batch carries (besides ``center``); the loss reads these
+TARGET_KEYS = ("pair_cell", "pair_person", "instances", "semantic", "part_masks", "part_category",
+               "part_instance", "part_cell", "person_cell")
 
 
 def targets_to_device(batch: dict, device) -> dict:
-    return {
-        "center": batch["center"].to(device, non_blocking=True),
-        "pos_index": [t.to(device, non_blocking=True) for t in batch["pos_index"]],
-        "pos_person": [t.to(device, non_blocking=True) for t in batch["pos_person"]],
-        "labels": [t.to(device, non_blocking=True) for t in batch["labels"]],
-    }
+    out = {"center": batch["center"].to(device, non_blocking=True)}
+    for k in TARGET_KEYS:
+        out[k] = [t.to(device, non_blocking=True) for t in batch[k]]
+    return out

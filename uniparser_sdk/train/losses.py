@@ -1,35 +1,37 @@
-"""UniParser training losses (DESIGN §4, paper Sec. 3.4), written from the description, not from any
-other implementation.
+"""UniParser training losses: DESIGN §4 items 4-10, i.e. what the authors' training code computes
+(described in our words; nothing of that code is copied), quirks included. The targets come from
+:mod:`uniparser_sdk.train.targets` (where the ``official`` / ``corrected`` semantics differ); the
+losses themselves are the same for both.
 
-Notation: ``F_ins``, ``F_sem`` (N, D, h, w) are the stride-4 instance / semantic features, ``K``
-(C', D) the category kernels (``seg_kernels``, C' = num_classes - 1), S the center grid. Cosine maps
-use ``x / max(|x|, 1e-12)`` as the decode does.
+Notation: ``F_ins``, ``F_sem`` (N, D, h, w) the stride-4 instance / semantic features, ``K`` (C', D)
+the category kernels (``seg_kernels``, C' = num_classes - 1), S the center grid. Cosines use
+``x / max(|x|, 1e-12)``.
 
-* **center** - sigmoid focal loss (alpha 0.25, gamma 2) over all S x S cells of the batch, summed and
-  divided by (number of positive cells + 1).
-* **ins** - instance Dice. For every positive cell the kernel is read from ``F_ins`` resized to S x S
-  (bilinear, align_corners=False: the value at the grid cell's centre); ``Q_ins`` = cosine of the
-  kernel with every pixel of ``F_ins``; Dice against the owning person's mask. Mean over positives.
-* **sem** - semantic Dice of ``Q_cat[c]`` = cosine(F_sem, K_c) against the category mask, for the
-  categories present in the image. Mean over (image, present category) pairs.
-* **neg** - negative-category term: over the ``Q_cat`` maps of the categories absent from the image,
-  the mean of ``Q^2`` over the pixels where ``Q > 0.1`` (0 when there is none).
-* **parsing** - Dice on the instance x category maps, which is what the "Index" fusion outputs:
-  for a positive cell j of person p and each category c present in person p,
-  ``P_jc = relu(Q_ins_j) * relu(Q_cat_c)`` against person p's part-c mask; mean over such pairs.
-  We use the *predicted* soft instance map (``parsing_mask="pred"``, default) rather than the GT
-  instance mask: the decode multiplies ``Q_cat`` by the predicted instance mask, and only the
-  predicted map lets this loss optimise both branches jointly (the paper's Table 5 point); with
-  the GT mask it would only re-train the category branch inside each person. ``"gt"`` is available.
-  The relu keeps a product of two negative cosines from counting as a positive part. The Dice sums
-  are computed as matrix products (``sum P^2 = relu(Q_ins)^2 @ relu(Q_cat)^2.T`` and per person
-  ``sum P g = relu(Q_ins) @ (relu(Q_cat) * G_p).T``), so no (pairs x h x w) tensor is built.
-* **metric** - ``mean(cos^2 [cos > margin])`` over ordered pairs of distinct category kernels, plus the
-  same mean over pairs of positive-cell instance kernels (of one image) that belong to different
-  persons (margin 0.04). Kernels of one person are not pushed apart.
+* **center** - sigmoid focal loss (alpha 0.25, gamma 2) over the S x S cells of the batch, summed and
+  divided by ``(positive cells + 1 + eps)`` (eps = float32 machine epsilon, the mmdetection
+  ``avg_factor`` reduction); a cell claimed by two persons counts once here.
+* **ins** - for every (cell, person) pair (duplicates kept) the kernel is ``F_ins`` resized to S x S
+  (bilinear, align_corners=False) at the cell; Dice of its cosine map against the person's instance
+  target; mean over the batch's pairs.
+* **sem** - Dice of ``cos(F_sem, K_c)`` against ``semantic == c`` for the (image, category) maps that
+  are not empty; mean over them.
+* **neg** - over the maps of the batch whose target is empty: the values > 0.1, mean of their squares
+  (0 when there is none). Weight 2.0 for MHPv2; the CIHP config disables it (weight 0).
+* **parsing** - per person, instance map = element-wise max of the cosine maps of its pairs; part q
+  (category c) is predicted as ``instance_map[part_instance[q]] * cos(F_sem, K_c)`` (raw, no clamp
+  before the product) against its part target; mean over the batch's parts. ``part_instance`` is the
+  occurrence index in ``official`` semantics (a quirk, see targets.occurrence_index), the owner in
+  ``corrected``.
+* **metric** - ONE mean over the values selected from: the strictly-lower-triangle cosines between
+  category kernels, and per image between the persons' kernels (``F_ins`` resized to S x S at each
+  input person's centre cell), each kept where > margin (0.04) and squared; for CIHP also
+  ``(1 - s)^2`` where ``1 - s > margin``, s = mean cosine of a part's centre feature (normalised
+  ``F_sem`` at the part's centre cell) with the part's pixels.
 
-``Dice(p, g) = 1 - 2 sum(p g) / (sum(p^2) + sum(g^2) + eps)``. Total = sum of weight x term with the
-DESIGN §4 weights (center 1.0 for MHPv2 / 0.2 for CIHP, ins 3, sem 3, neg 2, parsing 3, metric 4).
+``Dice(p, g)``: p clamped at 0 first, then ``1 - 2 (sum pg + 1e-3) / ((sum p^2 + 1e-3) + (sum g^2 + 1e-3))``.
+Weights (DESIGN §4): center 1.0 (MHPv2) / 0.2 (CIHP), ins 3, sem 3, neg 2 (MHPv2) / 0 (CIHP),
+parsing 3, metric 1 (the official config's 4.0 is never read). ``forward`` returns the unweighted
+terms and ``loss`` = the sum of the weighted ones.
 """
 from __future__ import annotations
 
@@ -39,11 +41,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model.configs import NORM_EPS
-LOSS_NAMES = ("center", "ins", "sem", "neg", "parsing", "metric")
+from ..contract.constants import NORM_EPS
 
-__all__ = ["LossConfig", "UniParserLoss", "dice_loss", "sigmoid_focal_loss", "metric_term", "cosine_maps",
-           "LOSS_NAMES"]
+LOSS_NAMES = ("center", "ins", "sem", "neg", "parsing", "metric")
+#: mmdetection's avg_factor reduction divides by (avg_factor + float32 eps)
+AVG_EPS = float(torch.finfo(torch.float32).eps)
+
+__all__ = ["LossConfig", "UniParserLoss", "dice_loss", "sigmoid_focal_loss", "lower_triangle_cosines",
+           "LOSS_NAMES", "AVG_EPS"]
 
 
 @dataclass(frozen=True)
@@ -53,22 +58,20 @@ class LossConfig:
     sem_weight: float = 3.0
     neg_weight: float = 2.0
     parsing_weight: float = 3.0
-    metric_weight: float = 4.0
+    metric_weight: float = 1.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     neg_thr: float = 0.1
     metric_margin: float = 0.04
     dice_eps: float = 1e-3
-    parsing_mask: str = "pred"  # "pred" (relu(Q_ins)) or "gt" (GT instance mask)
-
-    def __post_init__(self):
-        if self.parsing_mask not in ("pred", "gt"):
-            raise ValueError(f"parsing_mask must be 'pred' or 'gt', got {self.parsing_mask!r}")
+    part_feature_metric: bool = False  # the CIHP config's part-feature metric term
 
     @classmethod
     def for_classes(cls, num_classes: int, **overrides) -> "LossConfig":
-        """DESIGN §4 defaults: center weight 0.2 for CIHP (20 classes), 1.0 otherwise (MHPv2)."""
-        base = cls(center_weight=0.2 if num_classes == 20 else 1.0)
+        """DESIGN §4 defaults by dataset: CIHP (20 classes) has center weight 0.2, no negative term and the
+        part-feature metric term; MHPv2 (and anything else) center 1.0, negative 2.0, no part features."""
+        cihp = int(num_classes) == 20
+        base = cls(center_weight=0.2 if cihp else 1.0, neg_weight=0.0 if cihp else 2.0, part_feature_metric=cihp)
         return base.updated(**overrides)
 
     def updated(self, **overrides) -> "LossConfig":
@@ -89,17 +92,16 @@ def _normalize(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x / x.norm(dim=dim, keepdim=True).clamp_min(NORM_EPS)
 
 
-def cosine_maps(feats: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """feats (D, P), kernels (K, D) -> (K, P) cosine similarities."""
-    return _normalize(kernels, 1) @ _normalize(feats, 0)
-
-
 def dice_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Row-wise ``1 - 2 sum(p g) / (sum(p^2) + sum(g^2) + eps)`` over the last dimension."""
+    """Row-wise Dice loss over the last dimension, official form: the prediction is clamped at 0
+    (negative values count as 0), and eps is added to each of the three sums:
+    ``1 - 2 (sum pg + eps) / ((sum p^2 + eps) + (sum g^2 + eps))``."""
     target = target.to(pred.dtype)
-    num = 2 * (pred * target).sum(-1)
-    den = (pred * pred).sum(-1) + (target * target).sum(-1) + eps
-    return 1 - num / den
+    pred = pred * (pred > 0).to(pred.dtype)
+    a = (pred * target).sum(-1) + eps
+    b = (pred * pred).sum(-1) + eps
+    c = (target * target).sum(-1) + eps
+    return 1 - (2 * a) / (b + c)
 
 
 def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
@@ -113,41 +115,25 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return alpha_t * (1 - p_t).pow(gamma) * ce
 
 
-def metric_term(kernels: torch.Tensor, margin: float, groups: torch.Tensor | None = None):
-    """(sum, count) of ``cos^2 [cos > margin]`` over ordered pairs of rows of ``kernels`` that are
-    distinct (i != j) and, when ``groups`` is given, in different groups."""
-    n = kernels.shape[0]
-    kn = _normalize(kernels, 1)
-    cos = kn @ kn.t()
-    if groups is None:
-        pair = ~torch.eye(n, dtype=torch.bool, device=kernels.device)
-    else:
-        pair = groups[:, None] != groups[None, :]
-    vals = cos[pair]
-    return (vals.pow(2) * (vals > margin).to(vals.dtype)).sum(), int(pair.sum())
+def lower_triangle_cosines(vectors: torch.Tensor) -> torch.Tensor:
+    """Cosines of all pairs (i, j) with j < i (strictly lower triangle, row-major), as a 1-D tensor."""
+    vn = _normalize(vectors, 1)
+    n = vn.shape[0]
+    rows, cols = torch.tril_indices(n, n, offset=-1, device=vectors.device)
+    return (vn @ vn.t())[rows, cols]
 
 
-def _fit(labels: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Crop or zero-pad (bottom/right) stride-4 label maps (P, h0, w0) to the feature size (h, w).
-    The light variant's features are one cell larger on each side (see model/head.py); the decode
-    maps feature cell k to image cell k, so the target is padded at the bottom/right."""
-    p, h0, w0 = labels.shape
-    if (h0, w0) == (h, w):
-        return labels
-    out = labels.new_zeros((p, h, w))
-    hh, ww = min(h, h0), min(w, w0)
-    out[:, :hh, :ww] = labels[:, :hh, :ww]
-    return out
+def _above_margin_squared(values: torch.Tensor, margin: float) -> torch.Tensor:
+    return values[values > margin].pow(2)
 
 
 class UniParserLoss(nn.Module):
-    """``forward(center_logits, ins_feats, sem_feats, seg_kernels, targets)`` -> dict with the
-    unweighted terms (:data:`LOSS_NAMES`) and ``loss`` = the weighted sum.
+    """``forward(center_logits, ins_feats, sem_feats, seg_kernels, targets)`` -> dict with the unweighted
+    terms (:data:`LOSS_NAMES`) and ``loss`` = the weighted sum.
 
-    ``targets`` (see :mod:`uniparser_sdk.train.collate`): ``center`` (N, 1, S, S) float,
-    ``pos_index`` / ``pos_person`` lists of (n_i,) long tensors, ``labels`` list of (P_i, h, w) uint8
-    per-person part labels at stride 4.
-    """
+    ``targets`` (see :mod:`uniparser_sdk.train.collate`): ``center`` (N, 1, S, S) and the per-image lists
+    ``pair_cell``, ``pair_person``, ``instances``, ``semantic``, ``part_masks``, ``part_category``,
+    ``part_instance``, ``part_cell``, ``person_cell``, built for the features' size (h, w)."""
 
     def __init__(self, num_classes: int, config: LossConfig | None = None):
         super().__init__()
@@ -159,73 +145,84 @@ class UniParserLoss(nn.Module):
         center_logits, ins, sem, kernels = center_logits.float(), ins.float(), sem.float(), seg_kernels.float()
         n_img, d, h, w = ins.shape
         S = center_logits.shape[-1]
-        cats = torch.arange(1, self.num_classes, device=ins.device)
+        dev = ins.device
         zero = 0.0 * (ins.sum() + sem.sum() + kernels.sum() + center_logits.sum())  # keeps every output in the graph
+        cats = torch.arange(1, self.num_classes, device=dev)
+
+        def per_image(key, b):
+            return targets[key][b].to(dev)
 
         # center
-        pos_index = [p.to(ins.device) for p in targets["pos_index"]]
-        pos_person = [p.to(ins.device) for p in targets["pos_person"]]
-        num_pos = sum(int(p.numel()) for p in pos_index)
-        center_t = targets["center"].to(center_logits.device).reshape(center_logits.shape)
-        loss_center = sigmoid_focal_loss(center_logits, center_t, cfg.focal_alpha, cfg.focal_gamma).sum() / (num_pos + 1)
+        center_t = targets["center"].to(dev).reshape(center_logits.shape)
+        num_pos = float(center_t.sum())
+        loss_center = sigmoid_focal_loss(center_logits, center_t, cfg.focal_alpha, cfg.focal_gamma).sum() \
+            / (num_pos + 1 + AVG_EPS)
 
         ins_grid = F.interpolate(ins, size=(S, S), mode="bilinear", align_corners=False).flatten(2)  # (N, D, S*S)
-        ins_flat, sem_flat = ins.flatten(2), sem.flatten(2)
-        q_cat_all = torch.einsum("cd,ndp->ncp", _normalize(kernels, 1), _normalize(sem_flat, 1))  # (N, C', hw)
+        ins_n = _normalize(ins.flatten(2), 1)  # (N, D, hw)
+        sem_n = _normalize(sem.flatten(2), 1)
+        q_cat_all = torch.einsum("cd,ndp->ncp", _normalize(kernels, 1), sem_n)  # (N, C', hw)
 
-        ins_terms, sem_terms, par_terms = [], [], []
-        neg_sum, neg_cnt = zero, 0
-        met_sum, met_cnt = zero, 0
+        ins_terms, par_terms, sem_pred, sem_gt, metric_vals = [], [], [], [], []
+        part_feat_vals = []
         for b in range(n_img):
-            labels = _fit(targets["labels"][b].to(ins.device), h, w).reshape(-1, h * w).long()  # (P, hw)
             q_cat = q_cat_all[b]
-            parts = labels[:, None, :] == cats[None, :, None]  # (P, C', hw) bool
-            cat_masks = parts.any(0) if labels.shape[0] else torch.zeros_like(q_cat, dtype=torch.bool)
-            present = cat_masks.any(-1)
-            if present.any():
-                sem_terms.append(dice_loss(q_cat[present], cat_masks[present], cfg.dice_eps))
-            q_abs = q_cat[~present]
-            sel = q_abs > cfg.neg_thr
-            neg_sum = neg_sum + (q_abs.pow(2) * sel.to(q_abs.dtype)).sum()
-            neg_cnt += int(sel.sum())
+            semantic = per_image("semantic", b)
+            if tuple(semantic.shape) != (h, w):
+                raise ValueError(f"targets were built for a feature size of {tuple(semantic.shape)} but the "
+                                 f"features are {(h, w)}; build them with the model's head variant "
+                                 "(Collator(light=...))")
+            semantic = semantic.reshape(-1).long()
+            sem_pred.append(q_cat)
+            sem_gt.append(semantic[None, :] == cats[:, None])
 
-            idx, owner = pos_index[b], pos_person[b]
-            if idx.numel() == 0:
+            cells, owner = per_image("pair_cell", b), per_image("pair_person", b)
+            person_cells = per_image("person_cell", b)
+            if person_cells.numel():
+                metric_vals.append(_above_margin_squared(
+                    lower_triangle_cosines(ins_grid[b][:, person_cells].t()), cfg.metric_margin))
+            if cells.numel() == 0:
                 continue
-            kernels_b = ins_grid[b][:, idx].t()  # (n, D)
-            q_ins = cosine_maps(ins_flat[b], kernels_b)  # (n, hw)
-            inst = (labels > 0).to(q_ins.dtype)  # (P, hw)
+            q_ins = _normalize(ins_grid[b][:, cells].t(), 1) @ ins_n[b]  # (n, hw)
+            inst = per_image("instances", b).reshape(-1, h * w)
             ins_terms.append(dice_loss(q_ins, inst[owner], cfg.dice_eps))
 
-            # parsing: pairs (positive j, category c present in its person)
-            a = q_ins.clamp_min(0) if cfg.parsing_mask == "pred" else inst[owner]
-            bq = q_cat.clamp_min(0)
-            pp = (a * a) @ (bq * bq).t()  # (n, C') sum of P^2
-            gg = parts.sum(-1).to(a.dtype)  # (P, C') sum of g^2 (= pixel count)
-            pg = torch.zeros_like(pp)
-            for person in torch.unique(owner).tolist():
-                rows = owner == person
-                pg[rows] = a[rows] @ (bq * parts[person].to(bq.dtype)).t()
-            g_rows = gg[owner]
-            valid = g_rows > 0
-            par_terms.append((1 - 2 * pg / (pp + g_rows + cfg.dice_eps))[valid])
-
-            s, c = metric_term(kernels_b, cfg.metric_margin, owner)
-            met_sum, met_cnt = met_sum + s, met_cnt + c
+            parts = per_image("part_masks", b).reshape(-1, h * w)
+            if parts.shape[0] == 0:
+                continue
+            n_persons = inst.shape[0]
+            inst_map = torch.stack([q_ins[owner == p].max(0).values for p in range(n_persons)])  # (P, hw)
+            part_cat = per_image("part_category", b)
+            pred = inst_map[per_image("part_instance", b)] * q_cat[part_cat - 1]
+            par_terms.append(dice_loss(pred, parts, cfg.dice_eps))
+            if cfg.part_feature_metric:
+                pc = per_image("part_cell", b)
+                centre_feats = sem_n[b].reshape(d, h, w)[:, pc[:, 0], pc[:, 1]].t()  # (Q, D), already unit
+                score_maps = centre_feats @ sem_n[b]  # (Q, hw)
+                on = parts > 0
+                scores = (score_maps * on).sum(-1) / on.sum(-1)
+                part_feat_vals.append(_above_margin_squared(1 - scores, cfg.metric_margin))
 
         def mean(terms):
             terms = [t for t in terms if t.numel()]
             return torch.cat(terms).mean() if terms else zero
 
-        cat_sum, cat_cnt = metric_term(kernels, cfg.metric_margin)
-        loss_metric = cat_sum / max(cat_cnt, 1) + (met_sum / met_cnt if met_cnt else zero)
+        sem_pred_t, sem_gt_t = torch.cat(sem_pred), torch.cat(sem_gt)  # (N * C', hw)
+        present = sem_gt_t.any(-1)
+        loss_sem = dice_loss(sem_pred_t[present], sem_gt_t[present], cfg.dice_eps).mean() if present.any() else zero
+        neg_vals = sem_pred_t[~present]
+        neg_vals = neg_vals[neg_vals > cfg.neg_thr]
+        loss_neg = neg_vals.pow(2).mean() if neg_vals.numel() else zero
+
+        values = [_above_margin_squared(lower_triangle_cosines(kernels), cfg.metric_margin)] + metric_vals
+        values += part_feat_vals
         out = {
             "center": loss_center,
             "ins": mean(ins_terms),
-            "sem": mean(sem_terms),
-            "neg": neg_sum / neg_cnt if neg_cnt else zero,
+            "sem": loss_sem,
+            "neg": loss_neg,
             "parsing": mean(par_terms),
-            "metric": loss_metric,
+            "metric": mean(values),
         }
         weights = cfg.weights()
         out["loss"] = sum(weights[k] * out[k] for k in LOSS_NAMES) + zero

@@ -38,6 +38,7 @@ from ..model.configs import ModelConfig, get_config
 from ..model.uniparser import UniParser
 from .collate import Collator, StreamBatchSampler, TrainDataset, targets_to_device
 from .losses import LOSS_NAMES, LossConfig, UniParserLoss
+from .targets import SEMANTICS
 from ..errors import UniParserError
 
 __all__ = ["TrainConfig", "Trainer", "train", "TrainingError", "lr_at", "build_dataset"]
@@ -83,8 +84,12 @@ class TrainConfig:
     synthetic_images: int = 100000
     synthetic_size: tuple = (256, 320)
     synthetic_persons: tuple = (1, 4)
-    # losses: LossConfig fields to override (the center weight defaults by class count)
+    # losses: LossConfig fields to override (the weights default by class count: MHPv2 / CIHP)
     loss: dict = field(default_factory=dict)
+    # training targets: "official" (the authors' behaviour, quirks included) or "corrected" (the three
+    # plainly unintended quirks fixed: centre moved onto the mask, parts paired with their owner's
+    # instance map, overlapping persons' semantic labels not summed); see train/targets.py
+    semantics: str = "official"
     bn_train: bool = False  # update backbone BatchNorm statistics (from-scratch training)
     # Category kernels only enter through cosines, so their norm is free. Their official init
     # (std 0.01: norm ~0.06 for 32 channels) makes every Adam step (size ~lr per element, whatever the
@@ -257,6 +262,8 @@ class Trainer:
             raise TrainingError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
         if cfg.batch_size < 1 or cfg.lr <= 0:
             raise TrainingError("batch size must be >= 1 and lr > 0")
+        if cfg.semantics not in SEMANTICS:
+            raise TrainingError(f"semantics must be one of {', '.join(SEMANTICS)}, got {cfg.semantics!r}")
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         self.rank, self.world, self.device, self._dist_here = setup_distributed(cfg.device)
@@ -307,7 +314,8 @@ class Trainer:
         self.steps = steps
         self.base_lr = cfg.lr * self.total_batch
         self.dataset = TrainDataset(dataset, classes, cfg.short_sides, cfg.max_long, cfg.flip, cfg.seed)
-        self.collator = Collator(mcfg.num_grid, mcfg.num_classes, cfg.sigma)
+        self.collator = Collator(mcfg.num_grid, mcfg.num_classes, cfg.sigma, light=mcfg.light,
+                                 semantics=cfg.semantics)
 
         kernels = self.model.mask_head.seg_kernels
         params = [p for p in self.model.parameters() if p.requires_grad and p is not kernels]
@@ -379,6 +387,7 @@ class Trainer:
             "dataset": self.cfg.data,
             "train": self.cfg.to_dict(),
             "loss": self.loss_config.to_dict(),
+            "semantics": self.cfg.semantics,
             "world_size": self.world,
         }
         if ss:
