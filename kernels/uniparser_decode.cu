@@ -332,8 +332,9 @@ __global__ void __launch_bounds__(kThreads) k_geometry(int h, int w, int img_h, 
     if (i < Hout) rows[i] = row_taps(i, h, img_h, ori_h, shrink);
     if (i < Wout) cols[i] = row_taps(i, w, img_w, ori_w, shrink);
     if (!shrink) {
-        if (i < ori_h) near_r[i] = nearest_src(i, ori_h, img_h);
-        if (i < ori_w) near_c[i] = nearest_src(i, ori_w, img_w);
+        const bool equal = (int64_t)ori_h * ori_w == (int64_t)img_h * img_w;
+        if (i < ori_h) near_r[i] = label_src(i, ori_h, img_h, equal);
+        if (i < ori_w) near_c[i] = label_src(i, ori_w, img_w, equal);
     }
 }
 
@@ -355,6 +356,10 @@ __global__ void __launch_bounds__(kFinishX* kFinishY)
         return;
     }
     const int y0 = boxes[i * 4 + 0], y1 = boxes[i * 4 + 1], x0 = boxes[i * 4 + 2], x1 = boxes[i * 4 + 3];
+    if (!shrink && (near_r[Y] < 0 || near_c[X] < 0)) { /* equal areas, other shape: outside the labels */
+        *dst = 0;
+        return;
+    }
     const Taps rt = shrink ? rows[Y] : rows[near_r[Y]];
     const Taps ct = shrink ? cols[X] : cols[near_c[X]];
     int ry[UP_MAX_TAPS], cx[UP_MAX_TAPS];

@@ -214,9 +214,18 @@ UP_HD bool maskness_pos(float p, float mask_thr) { return p > mask_thr; }
 UP_HD bool maskness_count(float p) { return p > UP_COUNT_THR; }
 
 /* Final resize direction (DESIGN §3 step 5), by AREAS: shrink (bilinear on the confidences before the argmax)
- * when ori_h*ori_w < img_h*img_w; otherwise nearest on the labels (identity when the shapes are equal). */
+ * when ori_h*ori_w < img_h*img_w; nearest on the labels when ori_h*ori_w > img_h*img_w; NO resize when the areas
+ * are equal (pixel (y, x) stays at (y, x): equal areas with other shapes are cropped / zero-padded to (H, W),
+ * like uniparser_sdk/model/decode.py). */
 UP_HD bool final_shrink(int img_h, int img_w, int ori_h, int ori_w) {
     return (int64_t)ori_h * ori_w < (int64_t)img_h * img_w;
+}
+
+/* Label-map source index of output index dst on one axis when not shrinking: torch nearest when enlarging, the
+ * identity (-1 = outside, background) when the areas are equal. */
+UP_HD int label_src(int dst, int out_size, int in_size, bool equal_area) {
+    if (equal_area) return dst < in_size ? dst : -1;
+    return nearest_src(dst, out_size, in_size);
 }
 
 /* ---- host only (plain functions: nvcc compiles them for the host) ------------------------------------------ */

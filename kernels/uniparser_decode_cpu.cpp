@@ -430,8 +430,9 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
     if (!shrink) {
         near_r.resize(ori_h);
         near_c.resize(ori_w);
-        for (int Y = 0; Y < ori_h; ++Y) near_r[Y] = nearest_src(Y, ori_h, img_h);
-        for (int X = 0; X < ori_w; ++X) near_c[X] = nearest_src(X, ori_w, img_w);
+        const bool equal = (int64_t)ori_h * ori_w == (int64_t)img_h * img_w;
+        for (int Y = 0; Y < ori_h; ++Y) near_r[Y] = label_src(Y, ori_h, img_h, equal);
+        for (int X = 0; X < ori_w; ++X) near_c[X] = label_src(X, ori_w, img_w, equal);
     }
 
     std::vector<int> cats;
@@ -493,7 +494,8 @@ int decode_impl(const float* center_logits, int S, const float* ins, const float
                       work.data() + (size_t)tid * 256, dst);
         }
         if (!shrink) {
-            // nearest on the labels: out[Y, X] = labels[near_r[Y], near_c[X]] (monotone index maps)
+            // nearest on the labels: out[Y, X] = labels[near_r[Y], near_c[X]] (monotone index maps; -1 = outside the
+            // labels of an equal-area map of another shape: stays background)
             int X0 = ori_w, X1 = -1;
             for (int X = 0; X < ori_w; ++X)
                 if (near_c[X] >= xlo && near_c[X] <= xhi) {

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from uniparser_sdk.fused import (PLUGIN_ATTRIBUTES, PLUGIN_INPUTS, PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_OUTPUTS,
                                    PLUGIN_VERSION, unpack_part_maps)
@@ -90,6 +91,93 @@ GEOMETRIES = [
 @pytest.fixture(scope="module")
 def lib():
     return load_library()
+
+
+@pytest.fixture(scope="module")
+def probe():
+    """Host build of kernels/uniparser_decode_core.h (kernels/testing/core_probe.cpp): the very rules the CPU twin
+    and the CUDA kernels compile."""
+    p = ctypes.CDLL(str(kbuild.build_core_probe()))
+    p.probe_nearest_table.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    p.probe_grid_to_feature.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
+    p.probe_peak_tests.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    p.probe_final_shrink.argtypes = [ctypes.c_int] * 4
+    p.probe_part_label.argtypes = [ctypes.c_float, ctypes.c_int, ctypes.c_float]
+    p.probe_maskness_tests.argtypes = [ctypes.c_float, ctypes.c_float]
+    return p
+
+
+def torch_nearest(out_size, in_size):
+    """The source row of every output row, as F.interpolate(mode="nearest", size=...) picks it."""
+    x = torch.arange(in_size, dtype=torch.float32).reshape(1, 1, in_size, 1)
+    return F.interpolate(x, size=(out_size, 1), mode="nearest")[0, 0, :, 0].long().numpy()
+
+
+def probe_nearest(probe, out_size, in_size):
+    t = np.zeros(out_size, np.int32)
+    probe.probe_nearest_table(out_size, in_size, t.ctypes.data)
+    return t
+
+
+# Independent official-style decode (torch ops as the official loop uses them: F.interpolate per person over its
+# full C x h x w stack, the run-time mask_thr in all three places, the area rule): NOT model/decode.py.
+def official_loop(logits, ins, sem, seg, img, ori, ctr, mask_thr, cate, k, num_thr=None, fg_thr=None):
+    """Independent official-style decode: returns ({grid index: (H, W) uint8 labels}, {grid index: keep (C,)}).
+    num_thr / fg_thr replace mask_thr in the maskness numerator / the foreground test (to show that they matter)."""
+    num_thr = mask_thr if num_thr is None else num_thr
+    fg_thr = mask_thr if fg_thr is None else fg_thr
+    lg = torch.from_numpy(np.asarray(logits, np.float32)).reshape(1, 1, *np.shape(logits)[-2:])
+    S = lg.shape[-1]
+    s = torch.sigmoid(lg)
+    hmax2 = F.max_pool2d(s, 2, stride=1, padding=1)[..., :-1, :-1]
+    hs = s * (hmax2 == s).float()
+    peak = (F.max_pool2d(hs, 5, stride=1, padding=2) == hs) & (hs > ctr)
+    flat = hs.flatten()
+    idx = torch.nonzero(peak.flatten()).flatten().tolist()
+    idx = sorted(idx, key=lambda g: (-float(flat[g]), g))[:k]
+    fi = torch.from_numpy(ins)
+    d, h, w = fi.shape
+    fs = torch.from_numpy(sem)
+    sem_n = F.normalize(fs.reshape(d, -1), dim=0)
+    ins_n = F.normalize(fi.reshape(d, -1), dim=0)
+    q_cat = (F.normalize(torch.from_numpy(seg), dim=1) @ sem_n).reshape(-1, h, w)
+    (ih, iw), (oh, ow) = img, ori
+    inv = torch.tensor(1.0, dtype=torch.float32) / S  # CUDA divides by a scalar as x * float32(1/S)
+    out, keeps = {}, {}
+    for g in idx:
+        gy, gx = divmod(g, S)
+        fy = int(torch.floor(torch.tensor(float(gy)) * inv * h))
+        fx = int(torch.floor(torch.tensor(float(gx)) * inv * w))
+        kern = F.normalize(fi[:, fy, fx], dim=0)
+        mask = ((kern @ ins_n).reshape(h, w) > mask_thr).float()
+        P = q_cat * mask
+        num = (P * (P > num_thr)).sum((1, 2))
+        den = (P > 0.1).float().sum((1, 2))
+        keep = num / (den + 1e-5) > cate
+        conf = (P * keep.float()[:, None, None])[None]
+        conf = F.interpolate(conf, size=(4 * h, 4 * w), mode="bilinear", align_corners=False)[..., :ih, :iw]
+        if ih * iw > oh * ow:
+            conf = F.interpolate(conf, size=(oh, ow), mode="bilinear", align_corners=False)
+        best, arg = conf[0].max(0)
+        lab = torch.where(best > fg_thr, arg + 1, torch.zeros_like(arg)).to(torch.uint8)
+        if ih * iw < oh * ow:
+            lab = F.interpolate(lab[None, None].float(), size=(oh, ow), mode="nearest")[0, 0].to(torch.uint8)
+        elif lab.shape != (oh, ow):
+            canvas = torch.zeros(oh, ow, dtype=torch.uint8)
+            canvas[:min(oh, ih), :min(ow, iw)] = lab[:oh, :ow]
+            lab = canvas
+        out[g] = lab.numpy()
+        keeps[g] = keep.numpy()
+    return out, keeps
+
+
+#: (resized image, original) pairs of real photos through the 1333 x 800 keep-ratio resize
+PHOTO_PAIRS = [
+    ((750, 1333), (1080, 1920)),   # 1080p landscape: enlarge (nearest; float64 gets 7 rows wrong)
+    ((384, 576), (704, 1056)),     # enlarge (float64 differs in 1272 pixels)
+    ((800, 450), (1920, 1080)),    # portrait 1080p
+    ((800, 1067), (480, 640)),     # VGA upscaled by the test resize: shrink (bilinear before the argmax)
+]
 
 
 # ----------------------------------------------------------------------------------------------- tests
@@ -317,7 +405,149 @@ def test_plugin_contract_constants():
 def test_nvcc_compiles_cuda_source():
     if shutil.which("nvcc") is None and not Path("/usr/local/cuda/bin/nvcc").is_file():
         pytest.skip("nvcc not found")
-    assert kbuild.cuda_check(archs=(75, 90))
+    assert kbuild.cuda_check(archs=(75, 120))
+
+
+# ------------------------------------------------------------------- issue 16: the core's rules, mask_thr, photo sizes
+
+def assert_official(out, scene, img, ori, mask_thr, ctr=0.2, cate=0.3, k=10):
+    """The twin's result equals the independent official-style loop, slot by slot (matched by grid cell)."""
+    maps, keeps = official_loop(*scene, img, ori, ctr, mask_thr, cate, k)
+    assert out["count"] == len(maps)
+    for i in range(out["count"]):
+        g = int(out["grid_index"][i])
+        np.testing.assert_array_equal(out["keep"][i], keeps[g])
+        diff = int((out["part_maps"][i] != maps[g]).sum())
+        assert diff == 0, f"slot {i}: {diff} label pixels differ from the official-style loop"
+
+
+def test_core_nearest_equals_torch_on_hundreds_of_pairs(probe):
+    rng = np.random.default_rng(16)
+    pairs = [(1080, 750), (1920, 1333), (704, 384), (1056, 576), (4032, 1067), (3024, 800), (1920, 800)]
+    pairs += [(int(a), int(b)) for a, b in rng.integers(1, 4100, size=(400, 2))]
+    pairs += [(o, i) for i in (1, 2, 3, 7, 100) for o in (1, 2, 3, 5, 200, 201)]
+    f64_wrong = 0
+    for out_size, in_size in pairs:
+        want = torch_nearest(out_size, in_size)
+        np.testing.assert_array_equal(probe_nearest(probe, out_size, in_size), want, err_msg=f"{in_size}->{out_size}")
+        f64 = np.minimum(np.floor(np.arange(out_size) * (in_size / out_size)), in_size - 1)
+        f64_wrong += int((f64 != want).any())
+    assert f64_wrong >= 10  # the float64 rule really is another rule on such pairs
+    assert probe_nearest(probe, 1080, 750)[180] == 124 and probe_nearest(probe, 704, 384)[55] == 30
+
+
+@pytest.mark.parametrize("S", [24, 40])
+def test_core_grid_to_feature_equals_official_float32(probe, S):
+    # official int((g / S) * h): on CUDA a tensor divided by a scalar is g * float32(1 / S), in float32
+    from uniparser_sdk.model.decode import grid_to_feature_index
+    g = np.arange(S * S)
+    gy, gx = (g // S).astype(np.float32), (g % S).astype(np.float32)
+    inv = np.float32(1) / np.float32(S)
+    sizes = [(1, 1), (200, 334), (192, 336), (96, 144), (37, 53)] + [(h, 2049 - h) for h in range(1, 2049, 5)]
+    for h, w in sizes:
+        got = np.zeros(S * S, np.int64)
+        probe.probe_grid_to_feature(S, h, w, got.ctypes.data)
+        fy = np.floor(gy * inv * np.float32(h)).astype(np.int64)
+        fx = np.floor(gx * inv * np.float32(w)).astype(np.int64)
+        np.testing.assert_array_equal(got, fy * w + fx, err_msg=f"S={S} h={h} w={w}")
+        np.testing.assert_array_equal(got, grid_to_feature_index(torch.from_numpy(g), S, h, w).numpy())
+
+
+def test_core_peak_tests_equal_torch_max_pools(probe):
+    rng = np.random.default_rng(3)
+    for S in (1, 2, 5, 16, 40):
+        for _ in range(5):
+            s = rng.choice(np.float32([0.1, 0.5, 0.7, 0.9]), size=(S, S)).astype(np.float32)  # many equal neighbours
+            surv, lmax = np.zeros((S, S), np.uint8), np.zeros((S, S), np.uint8)
+            probe.probe_peak_tests(s.ctypes.data, S, surv.ctypes.data, lmax.ctypes.data)
+            t = torch.from_numpy(s)[None, None]
+            want2 = (F.max_pool2d(t, 2, stride=1, padding=1)[..., :-1, :-1] == t)[0, 0].numpy()
+            want5 = (F.max_pool2d(t, 5, stride=1, padding=2) == t)[0, 0].numpy()
+            np.testing.assert_array_equal(surv.astype(bool), want2)
+            np.testing.assert_array_equal(lmax.astype(bool), want5)
+    s = np.zeros((3, 3), np.float32)
+    s[1, 1], s[0, 0] = 0.5, 0.9  # only the UPPER-LEFT neighbour is larger
+    surv, lmax = np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8)
+    probe.probe_peak_tests(s.ctypes.data, 3, surv.ctypes.data, lmax.ctypes.data)
+    assert surv[1, 1] == 0 and surv[0, 0] == 1
+
+
+def test_core_area_rule_and_thresholds(probe):
+    assert probe.probe_final_shrink(100, 100, 50, 199) == 1   # 9950 < 10000 pixels: shrink, though columns grow
+    assert probe.probe_final_shrink(100, 100, 200, 51) == 0   # 10200 > 10000: enlarge, though columns shrink
+    assert probe.probe_final_shrink(100, 100, 125, 80) == 0   # equal areas: no resize
+    for thr in (0.3, 0.45, 0.6):
+        t32 = float(np.float32(thr))
+        assert probe.probe_part_label(t32 + 1e-3, 4, thr) == 5 and probe.probe_part_label(t32, 4, thr) == 0
+        assert probe.probe_maskness_tests(t32 + 1e-3, thr) == 3  # numerator (> mask_thr) and denominator (> 0.1)
+        assert probe.probe_maskness_tests(t32, thr) == 2          # strict: equal to mask_thr is not in the numerator
+    assert probe.probe_maskness_tests(float(np.float32(0.1)), 0.45) == 0  # the denominator's 0.1 is fixed, strict
+
+
+@pytest.mark.parametrize("mask_thr", [0.3, 0.45, 0.6])
+@pytest.mark.parametrize("img,ori", GEOMETRIES + [((90, 120), (120, 90)), ((90, 120), (135, 80))])
+def test_mask_thr_override_matches_reference_and_official(mask_thr, img, ori):
+    for seed in (0, 1):
+        scene = structured_scene(seed)
+        ref, out = run_both(*scene, img, ori, mask_thr=mask_thr)
+        assert_same(ref, out)
+        assert_official(out, scene, img, ori, mask_thr)
+
+
+def test_mask_thr_reaches_numerator_and_foreground_test():
+    # the same scenes decoded with the numerator / foreground test fixed at 0.5 give other keeps / labels, so the
+    # equality above really checks that the run-time mask_thr is used in those two places
+    num_differs = fg_differs = 0
+    for seed in range(4):
+        scene = structured_scene(seed)
+        for thr in (0.3, 0.6):
+            out = decode_cpu(*scene, (90, 120), (90, 120), 0.2, thr, 0.3, 10)
+            _, k_fixed = official_loop(*scene, (90, 120), (90, 120), 0.2, thr, 0.3, 10, num_thr=0.5)
+            m_fixed, _ = official_loop(*scene, (90, 120), (90, 120), 0.2, thr, 0.3, 10, fg_thr=0.5)
+            g = [int(x) for x in out["grid_index"][:out["count"]]]
+            num_differs += sum(int((out["keep"][i] != k_fixed[gi]).any()) for i, gi in enumerate(g))
+            fg_differs += sum(int((out["part_maps"][i] != m_fixed[gi]).sum()) for i, gi in enumerate(g))
+    assert num_differs > 0 and fg_differs > 0
+
+
+@pytest.mark.parametrize("img,ori", PHOTO_PAIRS)
+def test_photo_sizes_match_reference_and_official(img, ori):
+    hp, wp = -(-img[0] // 32) * 32, -(-img[1] // 32) * 32  # padded network input
+    scene = structured_scene(7, S=40, D=16, h=hp // 4, w=wp // 4, C=7, persons=3, parts=3)
+    ref, out = run_both(*scene, img, ori, k=5)
+    assert out["count"] >= 2 and int((out["part_maps"] > 0).sum()) > 10000
+    assert_same(ref, out)
+    assert_official(out, scene, img, ori, 0.5, k=5)
+    if ori[0] * ori[1] > img[0] * img[1]:
+        # the nearest step alone: the twin's labels at the resized size, resized by torch, are its labels at (H, W)
+        at = decode_cpu(*scene, img, img, 0.2, 0.5, 0.3, 5)["part_maps"]
+        want = F.interpolate(torch.from_numpy(at)[None].float(), size=ori, mode="nearest")[0].to(torch.uint8).numpy()
+        np.testing.assert_array_equal(out["part_maps"], want)
+        rows = np.minimum(np.floor(np.arange(ori[0]) * (img[0] / ori[0])), img[0] - 1).astype(int)
+        cols = np.minimum(np.floor(np.arange(ori[1]) * (img[1] / ori[1])), img[1] - 1).astype(int)
+        f64 = at[:, rows][:, :, cols]
+        if img in ((750, 1333), (384, 576)):
+            assert (f64 != out["part_maps"]).any()  # float64 indices would have failed this test
+
+
+KERNEL_BLOCKS = {"k_peaks": 1024, "k_norms": 256, "k_kernels": 256, "k_cosine<true>": 128, "k_cosine<false>": 128,
+                 "k_bbox": 256, "k_maskness_partial": 256, "k_maskness_final": 256, "k_geometry": 256,
+                 "k_finish": 256}
+
+
+def test_debug_build_registers_fit_the_block_size():
+    """-G -Xptxas -v: every kernel's registers x its launch block size fit the 65,536 registers of a block (k_peaks
+    needed 96 x 1024 before __launch_bounds__, and a -G build's launch failed)."""
+    if kbuild.find_cuda() is None:
+        pytest.skip("nvcc not found")
+    src = (kbuild.sources_dir() / kbuild.CUDA_SOURCE).read_text()
+    assert "constexpr int kPeakThreads = 1024;" in src and "constexpr int kThreads = 256;" in src
+    assert "constexpr int kCosPix = 128;" in src and "kFinishX = 32, kFinishY = 8;" in src
+    regs = kbuild.ptxas_registers(arch=75, debug=True)
+    assert set(regs) == set(KERNEL_BLOCKS)
+    for name, r in regs.items():
+        allocated = -(-r // 8) * 8  # registers are allocated per thread in units of 8
+        assert allocated * KERNEL_BLOCKS[name] <= 65536, f"{name}: {r} registers x {KERNEL_BLOCKS[name]} threads"
 
 
 # ----------------------------------------------------------------------------------------------- GPU
