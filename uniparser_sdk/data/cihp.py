@@ -1,15 +1,28 @@
-"""CIHP (Crowd Instance-level Human Parsing) reader, plus the label-PNG reader shared by the datasets.
+"""CIHP (Crowd Instance-level Human Parsing) readers, plus the label-PNG reader shared by the datasets.
 
-Layout (``root`` is the ``instance-level_human_parsing`` folder, or a folder that contains it)::
+Native layout (:class:`CIHPDataset`; ``root`` is the ``instance-level_human_parsing`` folder, or a
+folder that contains it)::
 
     <root>/Training/{Images/<id>.jpg, Category_ids/<id>.png, Human_ids/<id>.png, train_id.txt}
     <root>/Validation/{Images/..., Category_ids/..., Human_ids/..., val_id.txt}
 
 ``Category_ids`` holds the part label (20 classes, 0 background) of every pixel, ``Human_ids`` the
 person index (1..N, 0 background). Person k's map is ``Category_ids`` where ``Human_ids == k``.
+
+Parsing R-CNN release layout (:class:`CIHPParsingRCNNDataset`), the one the official UniParser code
+trains from::
+
+    <root>/CHIP_<set>.json          COCO-style: "images" [{id, file_name, ...}], "annotations"
+                                    [{image_id, parsing: "<id>-<k>.png", ...}], <set> = train | val
+    <root>/<set>_img/<file_name>
+    <root>/<set>_parsing/<id>-<k>.png   one label PNG per person
+
+Label PNGs are read like the official loaders read them (the first channel as PIL sees it); the value
+255 is kept (person foreground without a part).
 """
 from __future__ import annotations
 
+import json
 import os
 import struct
 
@@ -18,7 +31,7 @@ import numpy as np
 
 from ..classes import CIHP_CLASSES
 
-__all__ = ["CIHPDataset", "read_label_png", "read_image"]
+__all__ = ["CIHPDataset", "CIHPParsingRCNNDataset", "open_cihp", "read_label_png", "read_image"]
 
 _SPLITS = {"train": ("Training", "train_id.txt"), "training": ("Training", "train_id.txt"),
            "val": ("Validation", "val_id.txt"), "validation": ("Validation", "val_id.txt")}
@@ -106,6 +119,13 @@ def read_image(path: str) -> np.ndarray:
     return img
 
 
+def _out_of_range(lab: np.ndarray, num_classes: int):
+    """The first label value that is neither a class (< num_classes) nor 255, or None."""
+    vals = np.unique(lab)
+    bad = vals[(vals >= num_classes) & (vals != 255)]
+    return int(bad[0]) if bad.size else None
+
+
 def split_persons(cat: np.ndarray, hum: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """A CIHP (category map, person-index map) pair -> ``[(person index k, uint8 part map of person k)]``,
     ascending k; persons without any part label are dropped."""
@@ -132,6 +152,7 @@ class CIHPDataset:
     a missing folder, id list or file raises FileNotFoundError naming the path; an unknown split
     raises ValueError. ``check_files=False`` skips the per-file check (faster on huge trees).
     Persons are ordered by their Human_ids index; an index with no labelled pixel is skipped.
+    Category values must be < 20 or 255 (kept: foreground without a part); others raise ValueError.
     """
 
     classes = CIHP_CLASSES
@@ -189,8 +210,9 @@ class CIHPDataset:
         if cat.shape != image.shape[:2] or hum.shape != image.shape[:2]:
             raise ValueError(f"CIHP sample {sid!r}: sizes differ: {img_p} {image.shape[:2]}, "
                              f"{cat_p} {cat.shape}, {hum_p} {hum.shape}")
-        if int(cat.max(initial=0)) >= self.num_classes:
-            raise ValueError(f"{cat_p}: label {int(cat.max())} >= {self.num_classes} CIHP classes")
+        bad = _out_of_range(cat, self.num_classes)
+        if bad is not None:
+            raise ValueError(f"{cat_p}: label {bad} >= {self.num_classes} CIHP classes (only 255 is allowed)")
         return {"id": sid, "image": image, "persons": [m for _, m in split_persons(cat, hum)]}
 
     def __iter__(self):
@@ -199,3 +221,95 @@ class CIHPDataset:
 
     def __repr__(self) -> str:
         return f"CIHPDataset(root={self.root!r}, split={self.split!r}, images={len(self)})"
+
+
+_RCNN_SETS = {"train": "train", "training": "train", "val": "val", "validation": "val"}
+
+
+class CIHPParsingRCNNDataset:
+    """CIHP in the Parsing R-CNN release layout (see the module docstring) as samples
+    ``{"id", "image", "persons"}``: what the official UniParser code trains from.
+
+    Images are taken in the order of their first annotation in ``CHIP_<set>.json`` (images without
+    annotations are not samples), persons in annotation order. Each annotation's ``image_id`` is looked
+    up by the images' ``id`` field (the official loader indexes the list at ``image_id - 1``, the same
+    entry in the release files). Missing files raise FileNotFoundError naming the path; label values
+    other than 0..19 and 255 raise ValueError.
+    """
+
+    classes = CIHP_CLASSES
+    num_classes = len(CIHP_CLASSES)
+
+    def __init__(self, root: str, split: str = "train", check_files: bool = True):
+        key = str(split).lower()
+        if key not in _RCNN_SETS:
+            raise ValueError(f"CIHP split must be 'train' or 'val', got {split!r}")
+        root = os.fspath(root)
+        self.root, self.split = root, _RCNN_SETS[key]
+        self.json_path = os.path.join(root, f"CHIP_{self.split}.json")
+        if not os.path.isfile(self.json_path):
+            raise FileNotFoundError(f"CIHP annotation file not found: {self.json_path}")
+        self.image_dir = os.path.join(root, f"{self.split}_img")
+        self.parsing_dir = os.path.join(root, f"{self.split}_parsing")
+        for d in (self.image_dir, self.parsing_dir):
+            if not os.path.isdir(d):
+                raise FileNotFoundError(f"CIHP folder not found: {d}")
+        with open(self.json_path) as f:
+            data = json.load(f)
+        try:
+            images = {im["id"]: im for im in data["images"]}
+            order, persons = [], {}
+            for ann in data["annotations"]:
+                iid = ann["image_id"]
+                if iid not in persons:
+                    if iid not in images:
+                        raise ValueError(f"{self.json_path}: annotation of unknown image_id {iid}")
+                    persons[iid] = []
+                    order.append(iid)
+                persons[iid].append(str(ann["parsing"]))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{self.json_path}: not a COCO-style CIHP file (missing {exc})") from None
+        self._files = [(images[i]["file_name"], persons[i]) for i in order]
+        self.ids = [os.path.splitext(os.path.basename(name))[0] for name, _ in self._files]
+        if check_files:
+            for name, parts in self._files:
+                for path in [os.path.join(self.image_dir, name)] + [os.path.join(self.parsing_dir, p) for p in parts]:
+                    if not os.path.isfile(path):
+                        raise FileNotFoundError(f"CIHP file listed in {self.json_path} not found: {path}")
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __getitem__(self, i: int) -> dict:
+        name, parts = self._files[i]
+        image = read_image(os.path.join(self.image_dir, name))
+        persons = []
+        for part in parts:
+            path = os.path.join(self.parsing_dir, part)
+            lab = read_label_png(path)
+            if lab.shape != image.shape[:2]:
+                raise ValueError(f"CIHP {path}: size {lab.shape} != image {name} {image.shape[:2]}")
+            bad = _out_of_range(lab, self.num_classes)
+            if bad is not None:
+                raise ValueError(f"{path}: label {bad} >= {self.num_classes} CIHP classes (only 255 is allowed)")
+            persons.append(lab)
+        return {"id": self.ids[i], "image": image, "persons": persons}
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"CIHPParsingRCNNDataset(root={self.root!r}, split={self.split!r}, images={len(self)})"
+
+
+def is_parsing_rcnn_layout(root: str) -> bool:
+    return any(os.path.isfile(os.path.join(root, f"CHIP_{s}.json")) for s in ("train", "val"))
+
+
+def open_cihp(root: str, split: str = "train"):
+    """The CIHP dataset at ``root`` in whichever layout it has: the Parsing R-CNN release
+    (``CHIP_<set>.json``) or the native one (``Training/``, ``Validation/``)."""
+    if is_parsing_rcnn_layout(os.fspath(root)):
+        return CIHPParsingRCNNDataset(root, split)
+    return CIHPDataset(root, split)

@@ -10,6 +10,10 @@ NN is the number of persons in the image (zero-padded to 2 digits), KK = 1..NN t
 (59 classes, 0 background) is the PNG's first channel as PIL reads it: red for an RGB file (OpenCV's
 channel 2); grayscale and indexed PNGs are read as their values / indices. Unlike CIHP, persons are
 separate files, so their maps may overlap.
+
+As in the official training code: an image's persons are taken in plain sorted file-name order (string
+order: ``x_10_10.png`` before ``x_10_2.png``), NN and KK only serve the consistency check; the value 255
+is read as it is (person foreground without a part; see :mod:`uniparser_sdk.train.targets`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..classes import MHP_V2_CLASSES
-from .cihp import read_image, read_label_png
+from .cihp import _out_of_range, read_image, read_label_png
 from .synthetic import _checked_sample, _imwrite, _update_list
 
 __all__ = ["MHPv2Dataset", "write_mhp"]
@@ -44,7 +48,10 @@ class MHPv2Dataset:
     On construction the list file and both folders must exist (FileNotFoundError naming the path),
     and every listed id must have an image and at least one annotation. With ``strict=True``
     (default) an id's annotation files must agree: the same NN and KK exactly 1..NN (ValueError
-    naming the files otherwise); ``strict=False`` uses whatever person files exist, ordered by KK.
+    naming the files otherwise); ``strict=False`` uses whatever person files exist. Persons are in
+    sorted file-name order either way (the official order; it matters to the official parsing loss).
+    Label values must be < ``num_classes`` or 255 (kept: foreground without a part); other values
+    raise ValueError (a label set that does not fit).
     ``classes`` defaults to the 59 MHPv2 classes (pass another tuple for data written with another
     label set, e.g. CIHP-labelled synthetic scenes).
     """
@@ -83,13 +90,13 @@ class MHPv2Dataset:
             if img is None:
                 raise FileNotFoundError(f"MHPv2 image listed in {self.list_path} not found: "
                                         f"{os.path.join(self.image_dir, sid + '.jpg')}")
-            files = sorted(annos.get(sid, []))
+            files = sorted(annos.get(sid, []), key=lambda f: f[2])  # plain file-name order
             if not files:
                 raise FileNotFoundError(f"MHPv2 annotations for {sid!r} not found: "
                                         f"{os.path.join(self.anno_dir, sid + '_<NN>_<KK>.png')}")
             if strict:
                 ns = {n for _, n, _ in files}
-                ks = [k for k, _, _ in files]
+                ks = sorted(k for k, _, _ in files)
                 if len(ns) != 1 or ks != list(range(1, ns.pop() + 1)):
                     raise ValueError(f"MHPv2 annotations of {sid!r} in {self.anno_dir} are inconsistent "
                                      f"(need <id>_<NN>_<KK>.png with KK = 1..NN): "
@@ -111,8 +118,9 @@ class MHPv2Dataset:
             lab = read_label_png(p)
             if lab.shape != image.shape[:2]:
                 raise ValueError(f"MHPv2 {p}: size {lab.shape} != image {self._images[sid]} {image.shape[:2]}")
-            if int(lab.max(initial=0)) >= self.num_classes:
-                raise ValueError(f"MHPv2 {p}: label {int(lab.max())} >= {self.num_classes} classes")
+            bad = _out_of_range(lab, self.num_classes)
+            if bad is not None:
+                raise ValueError(f"MHPv2 {p}: label {bad} >= {self.num_classes} classes (only 255 is allowed)")
             persons.append(lab)
         return {"id": sid, "image": image, "persons": persons}
 

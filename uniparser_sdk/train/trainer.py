@@ -129,7 +129,8 @@ def lr_at(it: int, base_lr: float, warmup_iters: int, warmup_ratio: float, steps
 # data
 def build_dataset(cfg: TrainConfig, num_classes: int):
     """(dataset, class names) for ``cfg.data``."""
-    from ..data import CIHPDataset, MHPv2Dataset, SyntheticScenes
+    from ..data import MHPv2Dataset, SyntheticScenes
+    from ..data.cihp import is_parsing_rcnn_layout, open_cihp
 
     if cfg.data == "synthetic":
         label_set = "cihp" if num_classes == 20 else "mhp"
@@ -145,15 +146,15 @@ def build_dataset(cfg: TrainConfig, num_classes: int):
     if kind == "auto":
         if (root / "list").is_dir() or (root / "LV-MHP-v2" / "list").is_dir():
             kind = "mhp"
-        elif any((r / d).is_dir() for r in (root, root / "instance-level_human_parsing")
-                 for d in ("Training", "Validation")):
+        elif is_parsing_rcnn_layout(str(root)) or any(
+                (r / d).is_dir() for r in (root, root / "instance-level_human_parsing") for d in ("Training", "Validation")):
             kind = "cihp"
         else:
-            raise TrainingError(f"{root}: neither a CIHP (Training/, Validation/) nor an MHPv2 (list/) layout; "
+            raise TrainingError(f"{root}: neither a CIHP (Training/, Validation/ or CHIP_<set>.json) nor an MHPv2 (list/) layout; "
                                 "pass --dataset")
     try:
         if kind == "cihp":
-            ds = CIHPDataset(str(root), cfg.split)
+            ds = open_cihp(str(root), cfg.split)  # native or Parsing R-CNN (CHIP_<set>.json) layout
         elif kind == "mhp":
             ds = MHPv2Dataset(str(root), cfg.split)
         else:
