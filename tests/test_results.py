@@ -70,10 +70,16 @@ def test_rle_coco_convention():
 
 
 def test_rle_decode_rejects_bad_input():
+    from uniparser_sdk.errors import UniParserError
+
     with pytest.raises(ValueError, match="sum"):
         rle_decode({"size": [2, 2], "counts": [1, 2]})
-    with pytest.raises(ValueError, match="compressed"):
-        rle_decode({"size": [2, 2], "counts": "abc"})
+    with pytest.raises(ValueError, match="middle of a number"):
+        rle_decode({"size": [2, 2], "counts": "abc"})   # 'c' has the "more" bit: truncated
+    with pytest.raises(UniParserError, match="outside"):
+        rle_decode({"size": [2, 2], "counts": "4 "})
+    with pytest.raises(ValueError, match="sum"):
+        rle_decode({"size": [2, 2], "counts": "3"})     # one run of 3 != 4 pixels
     with pytest.raises(ValueError):
         rle_decode({"counts": [4]})
 
@@ -171,6 +177,11 @@ def test_semantic_and_instance_map_overlap(result):
 
 def test_to_dict_and_json(result, tmp_path):
     d = result.to_dict()
+    assert all(isinstance(pd["mask"]["counts"], str) for pd in d["persons"])  # COCO compressed RLE
+    plain = result.to_dict(compressed=False)
+    assert all(isinstance(pd["mask"]["counts"], list) for pd in plain["persons"])
+    for pd, qd in zip(d["persons"], plain["persons"]):
+        np.testing.assert_array_equal(rle_decode(pd["mask"]), rle_decode(qd["mask"]))
     assert d["num_persons"] == 2 and d["image_shape"] == [H, W] and d["source"] == "img.jpg"
     assert d["timings"] == {"decode": 1.25}
     p0 = d["persons"][0]
@@ -189,6 +200,7 @@ def test_from_dict_round_trip(result):
     d = json.loads(result.to_json(include_parts=True))
     back = ParseResult.from_dict(d)
     assert back == result
+    assert ParseResult.from_dict(json.loads(result.to_json(include_parts=True, compressed=False))) == result
     with pytest.raises(ValueError, match="include_parts"):
         ParseResult.from_dict(result.to_dict())
 
@@ -257,12 +269,16 @@ def test_draw(result, tmp_path):
     # outlines: the border pixel of person B is drawn in a person colour, not the part blend
     assert not np.array_equal(out[20, 40], blended(13))
 
-    full = result.draw(img)  # boxes + legend
+    full = result.draw(img, legend=False)  # boxes
     assert full.shape == img.shape and full.dtype == np.uint8
     assert np.any(full != out)
-    np.testing.assert_array_equal(full[57, 2], [100, 100, 100])   # bottom-left: no legend, no box
-    assert np.any(full[:20, W - 20:] != out[:20, W - 20:])           # legend panel, top-right
+    np.testing.assert_array_equal(full[57, 2], [100, 100, 100])   # bottom-left: no box
     assert result.part_ids == [2, 5, 13, 14]                          # what the legend lists
+    # the legend does not fit beside the persons of this 60x80 image: it goes to a panel on the right
+    side = result.draw(img)
+    assert side.shape == (H, W + side.shape[1] - W, 3) and side.shape[1] > W
+    np.testing.assert_array_equal(side[:, :W], full)                  # the image part hides nothing
+    assert np.any(side[:, W:] != side[0, -1])                         # swatches and names drawn
     # alpha = 0 keeps part pixels unchanged (only outlines drawn)
     none = result.draw(img, alpha=0.0, legend=False, boxes=False)
     np.testing.assert_array_equal(none[15, 10], [100, 100, 100])
@@ -270,9 +286,12 @@ def test_draw(result, tmp_path):
 
 def test_draw_inputs(result, tmp_path):
     gray = np.full((H, W), 100, np.uint8)
-    assert result.draw(gray).shape == (H, W, 3)
+    assert result.draw(gray, legend=False).shape == (H, W, 3)
     bgra = np.full((H, W, 4), 100, np.uint8)
-    assert result.draw(bgra).shape == (H, W, 3)
+    assert result.draw(bgra, legend=False).shape == (H, W, 3)
+    np.testing.assert_array_equal(result.draw(gray), result.draw(np.full((H, W, 3), 100, np.uint8)))
+    with pytest.raises(ValueError, match="legend"):
+        result.draw(gray, legend="top")
     with pytest.raises(ValueError, match="size"):
         result.draw(np.zeros((H + 1, W, 3), np.uint8))
     with pytest.raises(TypeError):
@@ -365,3 +384,49 @@ def test_uint16_png_round_trip(tmp_path):
     img = (np.arange(20, dtype=np.uint16) * 3000).reshape(4, 5)
     p = atomic_imwrite(tmp_path / "d.png", img)
     np.testing.assert_array_equal(imread(p, cv2.IMREAD_UNCHANGED), img)
+
+
+# ---------------------------------------------------------------- legend placement
+
+def _legend_diff(res, img):
+    """Pixels where the legend changed the overlay (drawing with vs without it, same size)."""
+    return np.any(res.draw(img) != res.draw(img, legend=False), axis=2)
+
+
+def test_legend_hides_no_person():
+    h, w = 300, 400
+    img = np.full((h, w, 3), 90, np.uint8)
+    p = np.zeros((h, w), np.uint8)
+    p[5:120, 250:395] = 2            # a person in the top-right corner, where the legend used to go
+    p[60:120, 250:395] = 5
+    r = np.zeros((h, w), np.uint8)
+    r[130:290, 20:200] = 5           # another person, bottom-left
+    q = np.zeros((h, w), np.uint8)
+    q[150:280, 230:380] = 13
+    res = ParseResult.from_label_maps([0.9, 0.8, 0.7], [p, r, q], CIHP_CLASSES)
+    changed = _legend_diff(res, img)
+    assert res.draw(img).shape == img.shape and changed.any()
+    boxes = np.zeros((h, w), bool)
+    for person in res:
+        x0, y0, x1, y1 = person.bbox
+        boxes[y0:y1, x0:x1] = True
+    assert not (changed & boxes).any()           # nothing of any person or its box is covered
+    ys, xs = np.nonzero(changed)
+    assert ys.max() < 130 and xs.max() < 250     # the free top-left area was taken
+    np.testing.assert_array_equal(res.draw(img, legend="inside"), res.draw(img))  # a free spot exists
+
+
+def test_legend_outside_when_no_room():
+    h, w = 120, 160
+    img = np.full((h, w, 3), 90, np.uint8)
+    full = np.full((h, w), 5, np.uint8)          # one person over the whole image
+    res = ParseResult.from_label_maps([0.8], [full], CIHP_CLASSES)
+    out = res.draw(img)
+    assert out.shape[0] == h and out.shape[1] > w
+    np.testing.assert_array_equal(out[:, :w], res.draw(img, legend=False))
+    assert res.draw(img, legend="inside").shape == img.shape   # forced inside: over the person
+    # "outside": a constant size from all class names, whatever parts are present
+    other = ParseResult.from_label_maps([0.8], [np.full((h, w), 2, np.uint8)], CIHP_CLASSES)
+    empty = ParseResult([], (h, w), CIHP_CLASSES)
+    sizes = {r.draw(img, legend="outside").shape for r in (res, other, empty)}
+    assert len(sizes) == 1 and sizes.pop()[1] > w

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the model's category score threshold")
     m.add_argument("--max-instances", type=_positive_int, metavar="K",
                    help="override the model's maximum number of persons per image")
+    m.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="CPU threads of the network (default: the CPUs this process may use -- affinity "
+                        "and cgroup quota -- not the host's count)")
+    m.add_argument("--low-memory", action="store_true",
+                   help=".onnx: ONNX Runtime memory arena and memory patterns off (flat memory over "
+                        "varied image sizes; somewhat slower)")
 
     o = ap.add_argument_group("output")
     o.add_argument("--json", metavar="OUT", help="write the metrics and run details as JSON (atomic)")
@@ -153,7 +159,8 @@ def _open_model(args):
     decode = {"ctr_score": args.ctr_score, "mask_thr": args.mask_thr, "cate_score_thr": args.cate_score_thr,
               "max_instances": args.max_instances}
     try:
-        return Parser(args.model, device=args.device, **{k: v for k, v in decode.items() if v is not None})
+        return Parser(args.model, device=args.device, threads=args.threads, low_memory=args.low_memory,
+                      **{k: v for k, v in decode.items() if v is not None})
     except FileNotFoundError:
         raise
     except (ImportError, ValueError, TypeError, RuntimeError, OSError) as exc:

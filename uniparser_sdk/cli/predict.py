@@ -1,13 +1,23 @@
-"""``uniparser-predict``: parse images, folders, globs and videos with any model file.
+"""``uniparser-predict``: parse images, folders, globs, videos, cameras and streams with any model file.
 
     uniparser-predict model.onnx photo.jpg photos/ "shots/**/*.png" clip.mp4 -o out/
+    uniparser-predict model.onnx 0 --save-video --jsonl --every 2          # camera 0
+    uniparser-predict model.onnx rtsp://cam.local/live --save-video --max-frames 1000
 
 Per image (video frames are named ``<video>_f<frame>``) it writes, atomically (temporary file then
-rename): ``<stem>_overlay.jpg`` (parts over the image, outlines, boxes, legend), ``<stem>_semantic.png``
-(part labels, uint8), ``<stem>_instances.png`` (0 background, person i -> i + 1; uint16 when more than
-255 persons) and ``<stem>.json`` (scores, boxes, parts, RLE masks, timings); with ``--mhp`` the MHPv2
-layout (``mhp/<stem>_NN_KK.png``) and with ``--cihp`` the CIHP layout (``cihp/Category_ids``,
-``cihp/Human_ids``). Images found in a folder keep their sub-folder under ``OUT``. A summary line per
+rename): ``<stem>_overlay.jpg`` (parts over the image, outlines, boxes, a legend that hides no person),
+``<stem>_semantic.png`` (part labels, uint8), ``<stem>_instances.png`` (0 background, person i -> i + 1;
+uint16 when more than 255 persons) and ``<stem>.json`` (scores, boxes, parts, COCO-compressed RLE masks,
+timings); with ``--mhp`` the MHPv2 layout (``mhp/<stem>_NN_KK.png``) and with ``--cihp`` the CIHP layout
+(``cihp/Category_ids``, ``cihp/Human_ids``); with ``--coco FILE`` one COCO results file for everything.
+
+Videos, camera indices (``0``, ``1``, ...) and stream URLs (``rtsp://``, ``http://``, ... -- whatever
+OpenCV's FFmpeg backend opens) are read frame by frame through ``Parser.stream`` (bounded memory; a
+background thread decodes the next frames while the network runs). ``--save-video`` writes
+``<stem>_overlay.mp4`` (annotated, legend in a side panel), ``--jsonl`` writes ``<stem>.jsonl`` (one JSON
+object per parsed frame); with either, per-frame files are written only with ``--frame-files``.
+Ctrl-C stops cleanly: the videos, JSON lines and COCO file written so far are finalised and valid, and
+the exit code is 130. Images found in a folder keep their sub-folder under ``OUT``. A summary line per
 image and totals are printed; user mistakes end with a one-line ``error:`` and exit code 2.
 """
 from __future__ import annotations
@@ -17,29 +27,37 @@ import glob
 import os
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
 import numpy as np
+
+from ..errors import EXIT_INTERRUPTED, EXIT_USAGE
+from .common import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".pbm", ".pgm", ".ppm", ".pnm", ".jp2")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv")
-EXIT_USAGE = 2
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A user mistake: reported as one line, exit code 2."""
 
 
 @dataclass
 class Source:
-    """One input: an image file, or a video file (``frames`` > 0 when known)."""
+    """One input: an image file, a video file, a camera index or a stream URL (``kind``)."""
 
-    path: Path
+    path: Union[Path, str]
     rel: Path  # output sub-folder + stem, relative to OUT (no suffix)
-    video: bool = False
+    kind: str = "image"  # image | video | camera | stream
+
+    @property
+    def video(self) -> bool:
+        """Read frame by frame (video file, camera, stream)."""
+        return self.kind != "image"
 
 
 def _is_glob(s: str) -> bool:
@@ -48,7 +66,10 @@ def _is_glob(s: str) -> bool:
 
 def collect_sources(inputs: list[str], recursive: bool = False) -> list[Source]:
     """Expand files, folders (their images; sub-folders with ``recursive``) and globs, in order,
-    without duplicates. Raises :class:`UsageError` for inputs that match nothing."""
+    without duplicates; camera indices (digits that name no file) and stream URLs (``scheme://``) are
+    taken as they are. Raises :class:`UsageError` for inputs that match nothing."""
+    from ..runtime.video import is_camera_index, is_stream_url, source_stem
+
     out: list[Source] = []
     seen: set = set()
 
@@ -57,11 +78,16 @@ def collect_sources(inputs: list[str], recursive: bool = False) -> list[Source]:
         if key in seen:
             return
         seen.add(key)
-        out.append(Source(p, rel, p.suffix.lower() in VIDEO_SUFFIXES))
+        out.append(Source(p, rel, "video" if p.suffix.lower() in VIDEO_SUFFIXES else "image"))
 
     for arg in inputs:
         p = Path(arg)
-        if p.is_dir():
+        if is_stream_url(arg) or (is_camera_index(arg) and not p.exists()):
+            if arg in seen:
+                continue
+            seen.add(arg)
+            out.append(Source(arg, Path(source_stem(arg)), "stream" if is_stream_url(arg) else "camera"))
+        elif p.is_dir():
             pattern = "**/*" if recursive else "*"
             files = sorted(f for f in p.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
@@ -93,44 +119,28 @@ def collect_sources(inputs: list[str], recursive: bool = False) -> list[Source]:
     return out
 
 
-def iter_frames(src: Source, every: int) -> Iterator[tuple[Path, np.ndarray, Optional[str]]]:
-    """(relative output stem, BGR image or None, error message or None) for an image or each
-    ``every``-th frame of a video."""
+def read_image(src: Source) -> tuple[Optional[np.ndarray], Optional[str]]:
+    """(BGR image or None, error message or None) of an image source."""
     from ..io_utils import imread
 
-    if not src.video:
-        try:
-            yield src.rel, imread(src.path), None
-        except (OSError, ValueError) as exc:
-            yield src.rel, None, str(exc)
-        return
-    import cv2
-
-    cap = cv2.VideoCapture(str(src.path))
-    if not cap.isOpened():
-        yield src.rel, None, f"cannot open video {src.path}"
-        return
     try:
-        index = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                if index == 0:
-                    yield src.rel, None, f"cannot decode any frame of {src.path}"
-                break
-            if index % every == 0:
-                yield src.rel.with_name(f"{src.rel.name}_f{index:06d}"), frame, None
-            index += 1
-    finally:
-        cap.release()
+        return imread(src.path), None
+    except (OSError, ValueError) as exc:
+        return None, str(exc)
 
 
-def count_work(sources: list[Source], every: int) -> Optional[int]:
-    """Images + sampled frames, for the progress bar (None when a video does not tell its length)."""
+def count_work(sources: list[Source], every: int, max_frames: Optional[int] = None) -> Optional[int]:
+    """Images + sampled frames, for the progress bar (None when a video or stream does not tell its
+    length)."""
     total = 0
     for s in sources:
         if not s.video:
             total += 1
+            continue
+        if s.kind != "video":
+            if max_frames is None:
+                return None
+            total += max_frames
             continue
         import cv2
 
@@ -139,7 +149,8 @@ def count_work(sources: list[Source], every: int) -> Optional[int]:
         cap.release()
         if n <= 0:
             return None
-        total += -(-n // every)
+        n = -(-n // every)
+        total += min(n, max_frames) if max_frames else n
     return total
 
 
@@ -152,12 +163,33 @@ def build_parser() -> argparse.ArgumentParser:
                "image (video frames: <video>_f<frame>) into OUT.")
     ap.add_argument("model", help="model file: .onnx (ONNX Runtime), .engine/.plan (TensorRT), .pth (PyTorch)")
     ap.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help="image files, folders, glob patterns (quote them) or video files")
+                    help="image files, folders, glob patterns (quote them), video files, camera indices "
+                         "(0, 1, ...) or stream URLs (rtsp://, http://, ...)")
     ap.add_argument("-o", "--output", default="uniparser_predictions", metavar="OUT",
                     help="output folder (default: %(default)s)")
     ap.add_argument("-r", "--recursive", action="store_true", help="also take images in sub-folders")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    ap.add_argument("--every", type=int, default=1, metavar="N", help="videos: parse every N-th frame")
+    ap.add_argument("--threads", type=int, metavar="N",
+                    help="CPU threads of the network (default: the CPUs this process may use -- affinity "
+                         "and cgroup quota -- not the host's count)")
+    ap.add_argument("--low-memory", action="store_true",
+                    help=".onnx: ONNX Runtime memory arena and memory patterns off (flat memory over varied "
+                         "image sizes; somewhat slower)")
+    ap.add_argument("--every", type=int, default=1, metavar="N",
+                    help="videos/cameras/streams: parse every N-th frame")
+    ap.add_argument("--max-frames", type=int, metavar="N",
+                    help="videos/cameras/streams: stop after N parsed frames")
+    ap.add_argument("--batch-size", type=int, default=1, metavar="N",
+                    help="videos/cameras/streams: frames per network call (default: %(default)s)")
+    ap.add_argument("--save-video", action="store_true",
+                    help="videos/cameras/streams: write OUT/<stem>_overlay.mp4 (annotated frames)")
+    ap.add_argument("--jsonl", action="store_true",
+                    help="videos/cameras/streams: write OUT/<stem>.jsonl, one JSON object per parsed frame")
+    ap.add_argument("--frame-files", action="store_true",
+                    help="with --save-video/--jsonl: still write the per-frame image and JSON files")
+    ap.add_argument("--coco", metavar="FILE",
+                    help="also write all persons as one COCO results file (pycocotools' loadRes format; "
+                         "image_id = the file stem, as an int when it is all digits)")
     ap.add_argument("--ctr-score", type=float, help="center score threshold (model default if omitted)")
     ap.add_argument("--mask-thr", type=float, help="instance mask threshold")
     ap.add_argument("--cate-score-thr", type=float, help="category maskness threshold")
@@ -210,16 +242,113 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"uniparser-predict: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("uniparser-predict: interrupted", file=sys.stderr)
-        return 130
+        print("uniparser-predict: interrupted; the outputs written so far are complete", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+class _Run:
+    """Counters and writers of one run."""
+
+    def __init__(self, args, parser, out_root: Path, bar, coco):
+        self.args, self.parser, self.out_root, self.bar, self.coco = args, parser, out_root, bar, coco
+        self.n_images = self.n_persons = 0
+        self.failed: list[str] = []
+        self.sums: dict[str, float] = {}
+
+    def fail(self, name: str, msg: str) -> None:
+        from tqdm import tqdm
+
+        self.failed.append(name)
+        tqdm.write(f"uniparser-predict: error: {msg}", file=sys.stderr)
+
+    def done(self, name: str, result) -> None:
+        from tqdm import tqdm
+
+        self.n_images += 1
+        self.n_persons += result.num_persons
+        for k, v in result.timings.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        if not self.args.quiet:
+            tqdm.write(f"{name}: {result.num_persons} person(s), "
+                       f"{sum(result.timings.values()):.1f} ms ({_fmt_ms(result.timings)})", file=sys.stdout)
+
+    def image(self, src: Source) -> None:
+        name = str(src.rel)
+        self.bar.update(1)
+        image, error = read_image(src)
+        if error is not None:
+            return self.fail(name, error)
+        try:
+            result = self.parser.predict(image)
+            result.source = str(src.path)
+            write_outputs(result, image, self.out_root, src.rel, self.args)
+            if self.coco is not None:
+                self.coco.add(_coco_id(src.rel.name), result)
+        except (OSError, ValueError, TypeError) as exc:
+            return self.fail(name, f"{name}: {exc}")
+        self.done(name, result)
+
+    def video(self, src: Source) -> None:
+        from ..results import JsonLinesWriter
+        from ..runtime.video import VideoOpenError, VideoSink, VideoSource
+
+        args, rel = self.args, src.rel
+        try:
+            video = VideoSource(str(src.path), every=args.every, max_frames=args.max_frames)
+        except VideoOpenError as exc:
+            return self.fail(str(rel), str(exc))
+        frame_files = args.frame_files or not (args.save_video or args.jsonl)
+        base = self.out_root / rel
+        parsed = 0
+        with ExitStack() as stack:  # closed in reverse order: the stream first, then the writers
+            stack.enter_context(video)
+            sink = jl = None
+            if args.save_video:
+                sink = stack.enter_context(VideoSink(base.with_name(base.name + "_overlay.mp4"),
+                                                     fps=video.fps / args.every))
+            if args.jsonl:
+                jl = stack.enter_context(JsonLinesWriter(base.with_name(base.name + ".jsonl")))
+            frames = self.parser.stream(video, batch_size=args.batch_size, prefetch=1, with_inputs=True)
+            stack.callback(frames.close)
+            try:
+                for k, (frame, result) in enumerate(frames):
+                    self.bar.update(1)
+                    index = k * args.every
+                    name = f"{rel.name}_f{index:06d}"
+                    result.source = str(src.path)
+                    if frame_files:
+                        write_outputs(result, frame, self.out_root, rel.with_name(name), args)
+                    if sink is not None:
+                        sink.write(result.draw(frame, alpha=args.alpha, legend="outside"))
+                    if jl is not None:
+                        jl.write({"frame": index, "time_s": round(index / video.fps, 6),
+                                  **result.to_dict(include_parts=args.json_parts)})
+                    if self.coco is not None:
+                        self.coco.add(name, result)
+                    parsed += 1
+                    self.done(str(rel.with_name(name)), result)
+            except (OSError, ValueError, TypeError) as exc:
+                return self.fail(str(rel), f"{rel}: frame {parsed * args.every}: {exc}")
+        if parsed == 0:
+            self.fail(str(rel), f"cannot decode any frame of {src.path}")
+
+
+def _coco_id(stem: str):
+    from ..results import coco_image_id
+
+    return coco_image_id(stem)
 
 
 def _run(args) -> int:
     from ..backends import UnknownModelType
     from .._lazy import MissingDependency
 
-    if args.every < 1:
-        raise UsageError(f"--every must be >= 1, got {args.every}")
+    for opt in ("every", "batch_size"):
+        if getattr(args, opt) < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
+    for opt in ("max_frames", "threads"):
+        if getattr(args, opt) is not None and getattr(args, opt) < 1:
+            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must lie in [0, 1], got {args.alpha}")
     model = Path(args.model)
@@ -235,7 +364,8 @@ def _run(args) -> int:
     decode = {"ctr_score": args.ctr_score, "mask_thr": args.mask_thr, "cate_score_thr": args.cate_score_thr,
               "max_instances": args.max_instances}
     try:
-        parser = Parser(model, device=args.device, scale=args.scale, **decode)
+        parser = Parser(model, device=args.device, scale=args.scale, threads=args.threads,
+                        low_memory=args.low_memory, **decode)
     except (UnknownModelType, MissingDependency, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from None
     except (ValueError, TypeError, RuntimeError) as exc:
@@ -243,47 +373,34 @@ def _run(args) -> int:
 
     from tqdm import tqdm
 
-    total = count_work(sources, args.every)
-    n_images = n_persons = 0
-    failed: list[str] = []
-    sums: dict[str, float] = {}
+    from ..results import CocoResultsWriter
+
+    total = count_work(sources, args.every, args.max_frames)
     t_start = time.perf_counter()
-    with parser, tqdm(total=total, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with ExitStack() as stack:
+        stack.enter_context(parser)
+        bar = stack.enter_context(tqdm(total=total, unit="img", disable=args.quiet, file=sys.stderr,
+                                       dynamic_ncols=True))
+        coco = stack.enter_context(CocoResultsWriter(args.coco)) if args.coco else None
+        run = _Run(args, parser, out_root, bar, coco)
         if not args.quiet:
-            tqdm.write(f"model {model.name}: {parser.backend.describe()}, layout {parser.layout}", file=sys.stdout)
+            tqdm.write(f"model {model.name}: {parser.backend.describe()}, layout {parser.layout}, "
+                       f"{parser.threads} thread(s)", file=sys.stdout)
         for src in sources:
-            for rel, image, error in iter_frames(src, args.every):
-                bar.update(1)
-                name = str(rel)
-                if error is not None:
-                    failed.append(name)
-                    tqdm.write(f"uniparser-predict: error: {error}", file=sys.stderr)
-                    continue
-                try:
-                    result = parser.predict(image)
-                    result.source = str(src.path)
-                    write_outputs(result, image, out_root, rel, args)
-                except (OSError, ValueError, TypeError) as exc:
-                    failed.append(name)
-                    tqdm.write(f"uniparser-predict: error: {name}: {exc}", file=sys.stderr)
-                    continue
-                n_images += 1
-                n_persons += result.num_persons
-                for k, v in result.timings.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                if not args.quiet:
-                    tqdm.write(f"{name}: {result.num_persons} person(s), "
-                               f"{sum(result.timings.values()):.1f} ms ({_fmt_ms(result.timings)})", file=sys.stdout)
+            if src.video:
+                run.video(src)
+            else:
+                run.image(src)
     wall = time.perf_counter() - t_start
-    if n_images:
-        means = {k: v / n_images for k, v in sums.items()}
-        print(f"done: {n_images} image(s), {n_persons} person(s), {wall:.1f} s; mean per image "
+    if run.n_images:
+        means = {k: v / run.n_images for k, v in run.sums.items()}
+        print(f"done: {run.n_images} image(s), {run.n_persons} person(s), {wall:.1f} s; mean per image "
               f"{sum(means.values()):.1f} ms ({_fmt_ms(means)}); outputs in {out_root}")
-    if failed:
-        print(f"uniparser-predict: error: {len(failed)} input(s) failed: {', '.join(failed[:5])}"
-              + (" ..." if len(failed) > 5 else ""), file=sys.stderr)
+    if run.failed:
+        print(f"uniparser-predict: error: {len(run.failed)} input(s) failed: {', '.join(run.failed[:5])}"
+              + (" ..." if len(run.failed) > 5 else ""), file=sys.stderr)
         return EXIT_USAGE
-    if not n_images:
+    if not run.n_images:
         raise UsageError("no images were parsed")
     return 0
 

@@ -31,8 +31,9 @@ scores file exists it must give a finite score for every person found (an error 
 missing), so a stale or truncated scores file cannot go unnoticed.
 
 Semantic map for mIoU: CIHP style uses ``Category_ids``; MHPv2 style composes the persons in
-descending score order, the first person labelling a pixel wins it (the rule of
-:attr:`ParseResult.semantic <uniparser_sdk.results.ParseResult.semantic>`).
+descending score order, the first person labelling a pixel wins it (the one composer,
+:func:`uniparser_sdk.results.formats.cihp.compose`, which also makes
+:attr:`ParseResult.semantic <uniparser_sdk.results.ParseResult.semantic>` and the CIHP files).
 
 Usage::
 
@@ -57,6 +58,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from ..data.cihp import read_label_png, split_persons
+from ..results.formats.cihp import compose
 from ..io_utils import atomic_write_text
 from ..errors import UserInputError
 
@@ -280,10 +282,7 @@ class PredictionFolder:
             shapes = {m.shape for _, m in out.persons}
             if len(shapes) != 1:
                 raise PredictionFormatError(f"predictions of {image_id!r} differ in size: {sorted(shapes)}")
-            sem = np.zeros(out.persons[0][1].shape, np.uint8)
-            for _, m in reversed(out.persons):   # the first (highest-scoring) person is painted last
-                np.copyto(sem, m, where=m != 0)
-            out.semantic = sem
+            out.semantic = compose([m for _, m in out.persons])[0]  # the one rule: highest score wins
         return out
 
     def _load_cihp(self, image_id: str, shape, num_classes) -> ImagePrediction:

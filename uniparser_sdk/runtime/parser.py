@@ -23,12 +23,15 @@ sessions are; TensorRT uses one execution context per thread; torch runs in infe
 """
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import os
+import queue
+import threading
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -36,11 +39,12 @@ from ..classes import classes_for
 from ..io_utils import imread
 from ..contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
 from .finish import finish_plugin, finish_products, finish_raw
-from .preprocess import DEFAULT_SCALE, MEAN_RGB, SIZE_DIVISOR, STD_RGB, ImageMeta, pad_size, preprocess_batch
+from .cpus import resolve_threads
+from .preprocess import DEFAULT_SCALE, SIZE_DIVISOR, ImageMeta, Normalization, pad_size, preprocess_batch
 from ..results import ParseResult
 from ..backends import Backend, open_backend
 
-__all__ = ["Parser", "DECODE_RANGES", "validate_decode_overrides"]
+__all__ = ["Parser", "DECODE_RANGES", "validate_decode_overrides", "onnxruntime_session_options"]
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
 
@@ -50,7 +54,6 @@ DECODE_RANGES = {
     "mask_thr": (-1.0, 1.0),  # cosine similarity
     "cate_score_thr": (0.0, 1.0),  # maskness lies in [0, 1]
 }
-_FALLBACK_DECODE = {"ctr_score": 0.2, "mask_thr": 0.5, "cate_score_thr": 0.3, "max_instances": 100}
 
 
 def validate_decode_overrides(overrides: dict, max_instances_limit: Optional[int] = None) -> dict:
@@ -92,25 +95,42 @@ class Parser:
         warmup: run one dummy inference now (True: at the typical input size; or an (H, W)).
         scale: (long side, short side) limits of the keep-ratio resize, overriding the model's
             (default (1333, 800), the official test scale).
-        threads: ONNX Runtime intra-op threads.
+        threads: ONNX Runtime intra-op threads (``.pth``: ``torch.set_num_threads``). Default: the CPUs
+            this process may use (:func:`~uniparser_sdk.runtime.cpus.available_cpus`: affinity mask and
+            cgroup CPU quota), not the host's CPU count.
+        session_options: an ``onnxruntime.SessionOptions`` for ``.onnx`` models, used as given except
+            that ``threads`` (explicit, or the default when the options leave
+            ``intra_op_num_threads`` at 0) and ``low_memory`` are applied to it.
+        low_memory: ``.onnx`` only: turn ONNX Runtime's CPU memory arena and memory-pattern planning
+            off. Costs some speed; keeps the resident memory flat when input sizes vary (the arena
+            keeps every peak it has seen).
         **decode: ``ctr_score``, ``mask_thr``, ``cate_score_thr``, ``max_instances`` overriding the
             values stored in the model.
     """
 
     def __init__(self, model, device: str = "auto", providers=None, *, warmup: Union[bool, Sequence[int]] = False,
-                 threads: Optional[int] = None, scale: Optional[Sequence[int]] = None, **decode):
+                 threads: Optional[int] = None, scale: Optional[Sequence[int]] = None, session_options=None,
+                 low_memory: bool = False, **decode):
         decode = validate_decode_overrides(decode)  # early, before loading anything heavy
         self.path = str(model)
-        backend_kwargs = {"threads": threads}
-        if Path(self.path).suffix.lower() in (".pth", ".pt") and "max_instances" in decode:
-            backend_kwargs["max_instances"] = decode["max_instances"]  # torch: K is chosen at load time
+        suffix = Path(self.path).suffix.lower()
+        explicit_threads = threads is not None
+        self.threads = resolve_threads(threads)
+        backend_kwargs = {}
+        if suffix == ".onnx":
+            backend_kwargs["session_options"] = onnxruntime_session_options(
+                session_options, self.threads if explicit_threads else None, low_memory)
+        elif session_options is not None:
+            raise ValueError(f"session_options are ONNX Runtime options; {self.path} is not an .onnx model")
+        if suffix in (".pth", ".pt"):
+            if explicit_threads:
+                backend_kwargs["threads"] = self.threads
+            if "max_instances" in decode:
+                backend_kwargs["max_instances"] = decode["max_instances"]  # torch: K is chosen at load time
         self.backend: Backend = open_backend(model, device=device, providers=providers, **backend_kwargs)
         try:
             meta = self.backend.meta
-            base = dict(_FALLBACK_DECODE)
-            cfg_decode = (meta.config or {}).get("decode") or {}
-            base.update({k: v for k, v in cfg_decode.items() if k in base})
-            base.update({k: v for k, v in (meta.decode or {}).items() if k in base})
+            base = meta.thresholds  # stored once in the model (library defaults for keys it lacks)
             self._slots = int(base["max_instances"]) if meta.layout != LAYOUT_RAW else None
             self._base_decode = dict(base)
             self._decode = {**base, **self._check_overrides(decode)}
@@ -122,7 +142,7 @@ class Parser:
             if len(self._scale) != 2 or min(self._scale) < 1:
                 raise ValueError(f"scale must be (long side, short side) > 0, got {scale!r}")
             self._divisor = int(inp.get("size_divisor", SIZE_DIVISOR))
-            self._norm = self._normalization(meta)
+            self._norm = Normalization.from_meta(meta.normalization)  # normalise once, in preprocess
             self._constraints = self.backend.input_constraints()
             names = getattr(self.backend, "output_names", None)
             if (meta.layout == LAYOUT_RAW and self.backend.seg_kernels is None and names is not None
@@ -212,21 +232,69 @@ class Parser:
     def predict_batch(self, imgs: Iterable[ImageInput], color: str = "bgr", batch_size: int = 8,
                       **decode) -> list[ParseResult]:
         """Parse several images, ``batch_size`` per network call (padded to the largest of the call).
+        ``imgs`` may be any iterable, a generator included: it is read ``batch_size`` images at a time
+        (only the results are kept; :meth:`stream` keeps nothing).
 
         Note: the network sees each image zero-padded to the largest one of its call, so images of
         different sizes can get slightly different results than one by one (as in the official
         batched test); same-size images get exactly the same results."""
         if isinstance(imgs, (str, os.PathLike, np.ndarray)):
             raise TypeError("predict_batch takes a list of images; use predict for a single image")
-        imgs = list(imgs)
+        return list(self.stream(imgs, batch_size=batch_size, color=color, prefetch=0, **decode))
+
+    def stream(self, frames: Iterable[ImageInput], batch_size: int = 1, color: str = "bgr", prefetch: int = 1,
+               with_inputs: bool = False, **decode) -> Iterator:
+        """Parse an iterable of images (a list, a generator, video frames) lazily, in order.
+
+        Returns a generator of :class:`ParseResult` (with ``with_inputs``: of ``(image, result)``, the
+        image as read -- the BGR array of a path -- e.g. to draw the overlay on). Memory is bounded:
+        at most ``batch_size * (prefetch + 1)`` images are read ahead of the result being yielded.
+
+        ``prefetch``: number of batches a background thread reads and preprocesses while the network
+        runs (0: everything in the calling thread). Errors of the iterable or of an image are raised
+        in the caller at their place in the sequence (results before them are delivered first).
+        Closing the generator early (``break``) stops the thread and closes ``frames`` when it is a
+        generator. Options are checked here, before the first frame is read."""
+        if isinstance(frames, (str, os.PathLike, np.ndarray)):
+            raise TypeError("stream takes an iterable of images; use predict for a single image")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(prefetch, bool) or not isinstance(prefetch, numbers.Integral) or prefetch < 0:
+            raise ValueError(f"prefetch must be a non-negative integer, got {prefetch!r}")
+        if color not in ("bgr", "rgb"):
+            raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
         opts = {**self._decode, **self._check_overrides(decode)}
         params = self._params(opts)
-        results = []
-        for start in range(0, len(imgs), int(batch_size)):
-            results.extend(self._predict_chunk(imgs[start:start + int(batch_size)], color, opts, params))
-        return results
+        return self._stream(iter(frames), int(batch_size), color, int(prefetch), bool(with_inputs), opts, params,
+                            frames)
+
+    def _stream(self, it, batch_size, color, prefetch, with_inputs, opts, params, frames) -> Iterator:
+        def chunks():
+            while True:
+                chunk = list(itertools.islice(it, batch_size))
+                if not chunk:
+                    return
+                yield self._prepare(chunk, color)
+
+        if prefetch == 0:
+            source = chunks()
+            stop = worker = None
+        else:
+            source, stop, worker = _prefetched(chunks(), prefetch)
+        try:
+            for prepared in source:
+                results = self._run_prepared(prepared, opts, params)
+                if with_inputs:
+                    yield from zip(prepared[2], results)
+                else:
+                    yield from results
+        finally:
+            if worker is not None:
+                stop.set()
+                worker.join()
+            close = getattr(frames, "close", None)
+            if callable(close) and hasattr(frames, "gi_frame"):  # a generator we read from: close it
+                close()
 
     # ---- internals -----------------------------------------------------------------------------
 
@@ -239,30 +307,32 @@ class Parser:
             return img, None, False
         raise TypeError(f"expected an image path or a numpy array, got {type(img).__name__}")
 
-    def _predict_chunk(self, imgs: list, color: str, opts: dict, params: np.ndarray) -> list[ParseResult]:
+    def _prepare(self, imgs: list, color: str):
+        """Read + preprocess one chunk -> (batch, metas, arrays, sources, preprocess ms per image)."""
         t0 = time.perf_counter()
         loaded = [self._load(im) for im in imgs]
         arrays = [a for a, _, _ in loaded]
-        colors = ["bgr" if from_file else color for _, _, from_file in loaded]
-        if len(set(colors)) == 1:
-            batch, metas = preprocess_batch(arrays, self._scale, colors[0], self._divisor)
-        else:  # files (always BGR) mixed with RGB arrays
-            parts = [preprocess_batch([a], self._scale, c, self._divisor) for a, c in zip(arrays, colors)]
-            batch, metas = _stack([p[0] for p in parts], [p[1][0] for p in parts])
-        self._renormalize(batch, metas)
+        colors = ["bgr" if from_file else color for _, _, from_file in loaded]  # files are always BGR
+        batch, metas = preprocess_batch(arrays, self._scale, colors, self._divisor, self._norm)
+        pre_ms = (time.perf_counter() - t0) * 1e3 / len(imgs)
+        return batch, metas, arrays, [src for _, src, _ in loaded], pre_ms
+
+    def _run_prepared(self, prepared, opts: dict, params: np.ndarray) -> list[ParseResult]:
+        batch, metas, _, sources, pre_ms = prepared
         t1 = time.perf_counter()
         outputs = self._infer(batch, params)
-        t2 = time.perf_counter()
-        n = len(imgs)
-        pre_ms, net_ms = (t1 - t0) * 1e3 / n, (t2 - t1) * 1e3 / n
+        net_ms = (time.perf_counter() - t1) * 1e3 / len(metas)
         results = []
-        for i, (meta, (_, source, _)) in enumerate(zip(metas, loaded)):
+        for i, (meta, source) in enumerate(zip(metas, sources)):
             t3 = time.perf_counter()
             res = self._finish(outputs, meta, i, opts, source)
             res.timings = {"preprocess": pre_ms, "network": net_ms,
                            "postprocess": (time.perf_counter() - t3) * 1e3}
             results.append(res)
         return results
+
+    def _predict_chunk(self, imgs: list, color: str, opts: dict, params: np.ndarray) -> list[ParseResult]:
+        return self._run_prepared(self._prepare(imgs, color), opts, params)
 
     def _check_overrides(self, decode: dict) -> dict:
         opts = validate_decode_overrides(decode, self._slots)
@@ -333,38 +403,66 @@ class Parser:
             chunks.append({k: v[:real] for k, v in out.items()})
         return {k: np.concatenate([ch[k] for ch in chunks]) for k in chunks[0]}
 
-    @staticmethod
-    def _normalization(meta: ModelMeta):
-        """None when the model uses the standard pipeline, else (mean, std, color) to re-normalise to."""
-        norm = meta.normalization or {}
-        mean = np.asarray(norm.get("mean", MEAN_RGB), np.float32)
-        std = np.asarray(norm.get("std", STD_RGB), np.float32)
-        color = str(norm.get("color", "rgb")).lower()
-        if color not in ("rgb", "bgr"):
-            raise ValueError(f"model metadata: unsupported input color order {color!r}")
-        if color == "rgb" and np.allclose(mean, MEAN_RGB) and np.allclose(std, STD_RGB):
-            return None
-        return mean, std, color
 
-    def _renormalize(self, batch: np.ndarray, metas: list[ImageMeta]) -> None:
-        """In place: standard normalisation -> the model's (only the image area; padding stays 0)."""
-        if self._norm is None:
-            return
-        mean, std, color = self._norm
-        m0 = np.asarray(MEAN_RGB, np.float32)[:, None, None]
-        s0 = np.asarray(STD_RGB, np.float32)[:, None, None]
-        for i, meta in enumerate(metas):
-            h, w = meta.img_shape
-            px = batch[i, :, :h, :w] * s0 + m0  # RGB 0..255
-            if color == "bgr":
-                px = px[::-1]
-            batch[i, :, :h, :w] = (px - mean[:, None, None]) / std[:, None, None]
+def onnxruntime_session_options(session_options=None, threads: Optional[int] = None, low_memory: bool = False):
+    """The ``onnxruntime.SessionOptions`` a Parser opens an ``.onnx`` model with.
+
+    ``session_options``: the caller's (modified in place) or a new one. ``threads``: intra-op threads;
+    None keeps the options' value unless it is ONNX Runtime's 0 ("all the host's cores"), which becomes
+    :func:`~uniparser_sdk.runtime.cpus.available_cpus`. ``low_memory``: CPU memory arena and memory
+    patterns off (``enable_cpu_mem_arena = enable_mem_pattern = False``)."""
+    from .._lazy import require
+
+    ort = require("onnxruntime", "running .onnx models")
+    so = session_options if session_options is not None else ort.SessionOptions()
+    if threads is not None:
+        so.intra_op_num_threads = resolve_threads(threads)
+    elif so.intra_op_num_threads == 0:
+        so.intra_op_num_threads = resolve_threads(None)
+    if low_memory:
+        so.enable_cpu_mem_arena = False
+        so.enable_mem_pattern = False
+    return so
 
 
-def _stack(xs: list[np.ndarray], metas: list[ImageMeta]) -> tuple[np.ndarray, list[ImageMeta]]:
-    hp = max(x.shape[2] for x in xs)
-    wp = max(x.shape[3] for x in xs)
-    batch = np.zeros((len(xs), 3, hp, wp), np.float32)
-    for i, x in enumerate(xs):
-        batch[i, :, :x.shape[2], :x.shape[3]] = x[0]
-    return batch, [ImageMeta(m.ori_shape, m.img_shape, (hp, wp)) for m in metas]
+_END = object()
+
+
+def _prefetched(source: Iterator, depth: int):
+    """Run ``source`` in a daemon thread, ``depth`` items ahead -> (iterator, stop event, thread).
+    Items (and an exception of ``source``) arrive in order; setting ``stop`` ends the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in source:
+                if not put((True, item)):
+                    return
+            put((True, _END))
+        except BaseException as exc:  # delivered to the consumer, raised there
+            put((False, exc))
+
+    worker = threading.Thread(target=work, name="uniparser-prefetch", daemon=True)
+    worker.start()
+
+    def consume():
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+
+    return consume(), stop, worker
+
