@@ -9,6 +9,8 @@ _EXTRA_OF = {
     "onnxruntime": "(default install)",
     "tensorrt": "trt",
     "pycuda": "trt",
+    "openvino": "openvino",
+    "nncf": "openvino",
 }
 
 

@@ -1,12 +1,13 @@
 """Runtime backends, one class per model file type, behind :class:`~.base.Backend`.
 
-===================  =============================================  ==========================
-file                 backend                                        heavy imports (lazy)
-===================  =============================================  ==========================
-``.onnx``            :class:`.onnxruntime.OnnxRuntimeBackend`       onnxruntime
-``.engine``/``.plan`` :class:`.tensorrt.TensorRTBackend`            tensorrt, pycuda
-``.pth``/``.pt``     :class:`.torch.TorchBackend`                   torch
-===================  =============================================  ==========================
+=====================  =============================================  ==========================
+file                   backend                                        heavy imports (lazy)
+=====================  =============================================  ==========================
+``.onnx``              :class:`.onnxruntime.OnnxRuntimeBackend`       onnxruntime
+``.engine``/``.plan``  :class:`.tensorrt.TensorRTBackend`             tensorrt, cuda-python/pycuda
+``.xml`` (+ ``.bin``)  :class:`.openvino.OpenVINOBackend`             openvino
+``.pth``/``.pt``       :class:`.torch.TorchBackend`                   torch
+=====================  =============================================  ==========================
 
 Backend modules are imported only when a file of their type is opened, so the ONNX path never
 imports torch or tensorrt.
@@ -27,6 +28,7 @@ BACKENDS = {
     ".engine": ("tensorrt", "TensorRTBackend"),
     ".plan": ("tensorrt", "TensorRTBackend"),
     ".trt": ("tensorrt", "TensorRTBackend"),
+    ".xml": ("openvino", "OpenVINOBackend"),
     ".pth": ("torch", "TorchBackend"),
     ".pt": ("torch", "TorchBackend"),
 }
@@ -40,7 +42,7 @@ def backend_class(path) -> type:
     suffix = Path(str(path)).suffix.lower()
     if suffix not in BACKENDS:
         raise UnknownModelType(f"unknown model file type {suffix or '(no extension)'!r} for {path}: expected "
-                               ".onnx (ONNX Runtime), .engine/.plan (TensorRT) or .pth/.pt (PyTorch)")
+                               ".onnx (ONNX Runtime), .engine/.plan (TensorRT), .xml (OpenVINO IR) or .pth/.pt (PyTorch)")
     module, cls = BACKENDS[suffix]
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
