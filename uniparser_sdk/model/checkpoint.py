@@ -1,7 +1,13 @@
 """Checkpoint I/O: our own format and the authors' official mmdetection-2.x checkpoints.
 
 Loading always uses ``torch.load(weights_only=True)``: a checkpoint downloaded from the internet can
-hold tensors, dicts, lists and primitive values, never executable objects.
+hold tensors, dicts, lists and primitive values, never executable objects. The one addition to
+torch's allowlist is numpy's scalar and dtype reconstruction (:data:`NUMPY_SAFE_GLOBALS`): mmcv /
+mmdet 2.x write numpy scalars into ``meta`` (``meta["seed"]`` from ``init_random_seed`` is a numpy
+int64, an EvalHook's ``hook_msgs["best_score"]`` a numpy float64). Rebuilding a numpy scalar from its
+dtype and raw bytes runs no code. Any other global (a class, ``os.system``, ...) is refused before
+anything in the file runs, and the error names it. ``optimizer`` (and our ``scheduler``) entries are
+read like everything else -- so they are held to the same rule -- and then ignored.
 
 Our format: ``{"format": "uniparser-sdk/1", "config": ModelConfig.to_dict(), "state_dict": ..., "meta": {...}}``
 (training checkpoints add ``optimizer``, ``scheduler``, ``iteration``).
@@ -29,8 +35,66 @@ FORMAT = "uniparser-sdk/1"
 UNUSED_KEYS = ("mask_head.ins_coord_conv.weight", "mask_head.ins_coord_conv.bias")
 
 
+# entries of a training checkpoint that inference never uses (dropped right after loading)
+IGNORED_ENTRIES = ("optimizer", "scheduler")
+
+
 class CheckpointError(UserInputError):
     """The file is not a UniParser checkpoint we can load (message says why)."""
+
+
+def _numpy_safe_globals() -> list:
+    """numpy's scalar and dtype reconstruction, as ``(callable, name in the pickle)`` pairs: the scalar
+    constructor under its numpy 1.x (``numpy.core``) and 2.x (``numpy._core``) names, ``numpy.dtype``
+    and the dtype classes of ``numpy.dtypes``. Nothing else of numpy (no arrays, no ``_reconstruct``)."""
+    try:
+        import numpy as np
+    except ImportError:
+        return []
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+               (np.dtype, "numpy.dtype")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    for name in dir(dtypes) if dtypes is not None else ():
+        cls = getattr(dtypes, name)
+        if isinstance(cls, type) and issubclass(cls, np.dtype):
+            allowed.append((cls, f"numpy.dtypes.{name}"))
+    return allowed
+
+
+NUMPY_SAFE_GLOBALS = _numpy_safe_globals()
+
+
+def _refused_globals(path, exc: Exception) -> list:
+    """Names of the globals a weights-only load refuses in ``path`` (read from the pickle's opcodes,
+    nothing executed); falls back to the name in torch's message."""
+    names = []
+    try:
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+            names = list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # not a zip checkpoint, truncated file, ...
+        names = []
+    if not names:
+        names = re.findall(r"GLOBAL ([\w.]+) was not an allowed global", str(exc))
+    return sorted(set(names))
+
+
+def _plain(value):
+    """Checkpoint meta as plain Python: numpy scalars -> int/float/bool, dtypes -> their name."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.dtype):
+        return str(value)
+    return value
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
@@ -46,12 +110,23 @@ def read_checkpoint(path) -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(NUMPY_SAFE_GLOBALS):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, unsafe globals, truncated files
+        refused = _refused_globals(path, exc)
+        if refused:
+            raise CheckpointError(
+                f"cannot load {path} as a safe (weights-only) PyTorch checkpoint: it refers to "
+                f"{', '.join(refused)}, which is not allowed (a checkpoint may hold tensors, containers, numbers, "
+                "strings and numpy scalars/dtypes; nothing in it was run)") from None
         raise CheckpointError(f"cannot load {path} as a safe (weights-only) PyTorch checkpoint: "
                               f"{str(exc).splitlines()[0]}") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
+    for key in IGNORED_ENTRIES:
+        obj.pop(key, None)
+    if isinstance(obj.get("meta"), dict):
+        obj["meta"] = _plain(obj["meta"])
     return obj
 
 
