@@ -21,6 +21,7 @@ GEOMETRIES = {
     "enlarge": ((24, 32), (90, 125), (181, 250)),
     "light": ((26, 34), (96, 128), (150, 200)),
     "aniso": ((32, 40), (128, 160), (31, 200)),
+    "equal_area": ((24, 32), (90, 124), (93, 120)),  # 90 * 124 == 93 * 120: no resize (DESIGN §3)
 }
 
 
@@ -42,9 +43,10 @@ def person_mask(rng, h, w):
     return m & (rng.random((h, w)) > 0.05)
 
 
-def torch_labels(mask, q, keep, feat, img, ori):
+def torch_labels(mask, q, keep, feat, img, ori, mask_thr=0.5):
     geo = D.FinishGeometry.build(feat, img, ori)
-    return D.finish_instance(torch.from_numpy(mask), torch.from_numpy(q), torch.from_numpy(keep), geo, ori).numpy()
+    return D.finish_instance(torch.from_numpy(mask), torch.from_numpy(q), torch.from_numpy(keep), geo, ori,
+                             mask_thr).numpy()
 
 
 # ------------------------------------------------------------------------------ operators
@@ -75,6 +77,20 @@ def test_geometry_matches_torch(name):
             rebuilt[np.flatnonzero(ok), (start + k)[ok]] += weights[ok, k]
         np.testing.assert_array_equal(rebuilt, dense)
         assert weights.shape[1] <= 5
+
+
+def test_equal_area_geometry_is_no_resize():
+    n = P.FinishGeometry.build(*GEOMETRIES["equal_area"])
+    assert n.mode == D.FinishGeometry.build(*GEOMETRIES["equal_area"]).mode == "equal"
+    np.testing.assert_array_equal(n.near_rows, np.arange(90))  # pixel (y, x) stays at (y, x)
+    np.testing.assert_array_equal(n.near_cols, np.arange(120))
+    rng = np.random.default_rng(4)
+    q = smooth_field(rng, 5, 24, 32)
+    full = np.ones((24, 32), bool)
+    got = P.finish_instance(full, q, np.ones(5, bool), n)
+    same = P.finish_instance(full, q, np.ones(5, bool), P.finish_geometry((24, 32), (90, 124), (90, 124)))
+    np.testing.assert_array_equal(got[:90, :120], same[:, :120])  # the unresized map, cut to 120 columns
+    assert not got[90:].any() and (same > 0).any()
 
 
 def test_geometry_cached_and_read_only():
@@ -111,6 +127,29 @@ def test_finish_instance_identical_to_torch(name):
         assert set(np.unique(got)) <= {0} | set((np.flatnonzero(keep) + 1).tolist())
         labelled += int((got > 0).sum())
     assert labelled > 0  # not vacuous
+
+
+@pytest.mark.parametrize("name", sorted(GEOMETRIES))
+@pytest.mark.parametrize("mask_thr", [0.3, 0.7, -0.1])
+def test_finish_instance_mask_thr_identical_to_torch(name, mask_thr):
+    """The foreground test uses the run-time mask_thr (DESIGN §3); a negative one labels every pixel
+    (zero channels pass it), as the official argmax over all channels does."""
+    feat, img, ori = GEOMETRIES[name]
+    h, w = feat
+    rng = np.random.default_rng(7 + len(name))
+    q = smooth_field(rng, 6, h, w)
+    geo = P.finish_geometry(feat, img, ori)
+    differs = False
+    for trial in range(4):
+        mask = person_mask(rng, h, w)
+        keep = rng.random(6) > 0.4
+        keep[trial] = True
+        got = P.finish_instance(mask, q, keep, geo, mask_thr=mask_thr)
+        np.testing.assert_array_equal(got, torch_labels(mask, q, keep, feat, img, ori, mask_thr))
+        differs |= not np.array_equal(got, P.finish_instance(mask, q, keep, geo))  # default 0.5
+        if mask_thr < 0 and name != "equal_area":
+            assert (got > 0).all()
+    assert differs
 
 
 @pytest.mark.parametrize("name", ["shrink", "enlarge"])
@@ -181,17 +220,19 @@ def torch_products(center, ins, sem, seg, cfg):
             "cat_conf": q_cat[None].numpy()}
 
 
-@pytest.mark.parametrize("name", ["shrink", "equal", "enlarge"])
-def test_finish_products_equals_decode_single(name):
+@pytest.mark.parametrize("name,mask_thr", [("shrink", 0.5), ("equal", 0.5), ("enlarge", 0.5), ("shrink", 0.4),
+                                           ("enlarge", 0.6), ("equal_area", 0.45)])
+def test_finish_products_equals_decode_single(name, mask_thr):
     (h, w), img, ori = GEOMETRIES[name]
     rng = np.random.default_rng(11)
     center, ins, sem, seg = random_head(rng, h=h, w=w)
-    cfg = DecodeConfig(ctr_score=0.3, mask_thr=0.5, cate_score_thr=0.2, max_instances=6)
+    cfg = DecodeConfig(ctr_score=0.3, mask_thr=mask_thr, cate_score_thr=0.2, max_instances=6)
     ref = D.decode_single(torch.from_numpy(center), torch.from_numpy(ins), torch.from_numpy(sem),
                           torch.from_numpy(seg), img, ori, cfg)
     outs = torch_products(center, ins, sem, seg, cfg)
     meta = ImageMeta(tuple(ori), tuple(img), (4 * h, 4 * w))
-    res = P.finish_products(outs, meta, CIHP_CLASSES[:10], timings={"network": 1.0}, source="x.jpg")
+    res = P.finish_products(outs, meta, CIHP_CLASSES[:10], timings={"network": 1.0}, source="x.jpg",
+                            mask_thr=mask_thr)
     assert ref.count == 4 and res.num_persons == 4
     np.testing.assert_allclose([p.score for p in res], ref.scores[:ref.count].numpy())
     for p, m in zip(res, ref.part_maps.numpy()):
@@ -199,13 +240,14 @@ def test_finish_products_equals_decode_single(name):
         assert p.area > 0
     assert res.image_shape == tuple(ori) and res.source == "x.jpg" and res.timings == {"network": 1.0}
     # max_instances keeps the best persons only
-    top = P.finish_products(outs, meta, CIHP_CLASSES[:10], max_instances=2)
+    top = P.finish_products(outs, meta, CIHP_CLASSES[:10], max_instances=2, mask_thr=mask_thr)
     assert top.num_persons == 2
     np.testing.assert_array_equal(top[1].parts, res[1].parts)
     # the batch index selects the image
     two = {k: np.concatenate([np.zeros_like(v), v]) for k, v in outs.items()}
     assert P.finish_products(two, meta, CIHP_CLASSES[:10], index=0).num_persons == 0
-    np.testing.assert_array_equal(P.finish_products(two, meta, CIHP_CLASSES[:10], index=1)[0].parts, res[0].parts)
+    np.testing.assert_array_equal(P.finish_products(two, meta, CIHP_CLASSES[:10], index=1, mask_thr=mask_thr)[0].parts,
+                                  res[0].parts)
 
 
 def test_finish_products_errors():
