@@ -382,6 +382,28 @@ def test_pth_matches_reference_decode(torch_parser, torch_results, images):
         np.testing.assert_array_equal(person.parts, m)
 
 
+@pytest.mark.parametrize("mask_thr", [0.7, 0.85])
+def test_mask_thr_override_reaches_every_decode_step(torch_parser, images, mask_thr):
+    """Parser(..., mask_thr=) == decode_single with that mask_thr: the graph's instance masks and
+    maskness numerator and the host finishing's foreground test all use it (DESIGN §3)."""
+    import torch
+
+    from uniparser_sdk.model.decode import decode_single
+    from uniparser_sdk.runtime.preprocess import preprocess
+
+    model, info = torch_parser.backend.model, torch_parser.backend.info
+    img = images[0]
+    x, meta = preprocess(img, SCALE)
+    with torch.no_grad():
+        c, ins, sem = model(torch.from_numpy(x))
+    cfg = info["config"].decode.updated(mask_thr=mask_thr)
+    ref = decode_single(c[0], ins[0], sem[0], model.seg_kernels, meta.img_shape, meta.ori_shape, cfg)
+    res = torch_parser.predict(img, mask_thr=mask_thr)
+    assert res.num_persons == ref.count > 0 and sum(p.area for p in res) > 0
+    for person, m in zip(res, ref.part_maps.numpy()):
+        np.testing.assert_array_equal(person.parts, m)
+
+
 def test_light_model_end_to_end(tmp_path, images):
     """Light variant (feature maps one cell larger on each side): Parser(.pth) == decode_single."""
     import torch
