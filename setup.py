@@ -26,7 +26,7 @@ extras = {
     "torch": TORCH,
     "train": TORCH + ["tqdm"],
     "export": TORCH + EXPORT,
-    "gpu": ["onnxruntime-gpu>=1.18"],
+    "gpu": ["onnxruntime-gpu>=1.25"],  # DeformConv kernels from 1.25 (DESIGN §9)
     "trt": ["tensorrt>=10.1", "pycuda"],
     "dev": TORCH + EXPORT + ["pytest>=7", "tqdm"],
 }
@@ -44,7 +44,7 @@ setup(
         "uniparser_sdk.benchmarks": "benchmarks",
     },
     package_data={"uniparser_sdk": ["assets/*", "assets/**/*"]},
-    install_requires=["numpy>=1.23", "opencv-python-headless>=4.8", "onnxruntime>=1.17", "tqdm"],
+    install_requires=["numpy>=1.23", "opencv-python-headless>=4.8", "onnxruntime>=1.25", "tqdm"],
     extras_require=extras,
     entry_points={"console_scripts": [
         "uniparser-predict=uniparser_sdk.cli.predict:main",

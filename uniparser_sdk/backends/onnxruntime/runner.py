@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..._lazy import require
+from ...errors import UniParserError
 from ...devices import parse_device
 from ...contract import PREFIX, meta_from_props
 from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
@@ -28,6 +30,28 @@ _ORT_TO_NP = {
 }
 _GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "ROCMExecutionProvider",
                   "DmlExecutionProvider", "CoreMLExecutionProvider")
+
+#: ONNX Runtime runs the standard DeformConv (opset 19) of our graphs from 1.25 on; 1.17-1.24 refuse
+#: to load them (NOT_IMPLEMENTED DeformConv(19)).
+MIN_ONNXRUNTIME = (1, 25)
+
+
+class OnnxRuntimeTooOld(UniParserError, ImportError):
+    """The installed onnxruntime is older than :data:`MIN_ONNXRUNTIME`."""
+
+
+def check_onnxruntime_version(ort) -> None:
+    """Raise :class:`OnnxRuntimeTooOld` naming the needed version when ``ort`` (the imported module) is
+    older than 1.25. Versions that do not parse (a source build) are let through."""
+    version = str(getattr(ort, "__version__", ""))
+    m = re.match(r"\s*(\d+)\.(\d+)", version)
+    if m and (int(m.group(1)), int(m.group(2))) < MIN_ONNXRUNTIME:
+        need = ".".join(map(str, MIN_ONNXRUNTIME))
+        raise OnnxRuntimeTooOld(
+            f"onnxruntime {version} is too old for UniParser models: they need onnxruntime >= {need} (its "
+            f"DeformConv kernels arrived in {need}; older releases fail with NOT_IMPLEMENTED DeformConv(19)); "
+            f"upgrade with: pip install -U 'onnxruntime>={need}' (GPU: 'onnxruntime-gpu>={need}')")
+
 
 
 def choose_providers(device: str, available: Sequence[str], providers=None) -> list:
@@ -69,6 +93,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, path, device: str = "auto", providers=None, threads: Optional[int] = None,
                  session_options=None, **_ignored):
         ort = require("onnxruntime", "running .onnx models")
+        check_onnxruntime_version(ort)
         available = ort.get_available_providers()
         requested = choose_providers(device, available, providers)
         so = session_options or ort.SessionOptions()
