@@ -102,3 +102,11 @@ def test_label_maps_to_original_equal_torch(ori, img):
     for a, b, size, src in ((n.near_rows, t.near_rows, ori[0], img[0]), (n.near_cols, t.near_cols, ori[1], img[1])):
         np.testing.assert_array_equal(a, torch_index(size, src))
         np.testing.assert_array_equal(b.numpy(), torch_index(size, src))
+
+
+def test_label_maps_equal_area_other_shape_are_not_resized():
+    labels = np.arange(96 * 128, dtype=np.int64).reshape(96, 128) % 251
+    got = labels_to_original(labels.astype(np.uint8), ImageMeta((93, 120), (90, 124), (96, 128)))
+    assert got.shape == (93, 120)
+    np.testing.assert_array_equal(got[:90], labels[:90, :120])
+    assert not got[90:].any()

@@ -73,12 +73,17 @@ def resize_mode(img_shape: Sequence[int], ori_shape: Sequence[int]) -> str:
 
 def labels_to_original(labels: np.ndarray, meta: ImageMeta) -> np.ndarray:
     """(..., Hp, Wp) labels at padded input resolution -> (..., H, W): crop to the resized image, then
-    (unless the sizes are equal) nearest resize with torch's float32 rule (:func:`nearest_index`)."""
+    nearest resize with torch's float32 rule (:func:`nearest_index`), except for equal areas (DESIGN §3:
+    no resize; another shape of equal area is cropped / zero-padded to (H, W))."""
     ih, iw = meta.img_shape
     oh, ow = meta.ori_shape
     crop = labels[..., :ih, :iw]
     if (ih, iw) == (oh, ow):
         return np.ascontiguousarray(crop)
+    if resize_mode((ih, iw), (oh, ow)) == "equal":
+        out = np.zeros(crop.shape[:-2] + (oh, ow), dtype=crop.dtype)
+        out[..., :min(oh, ih), :min(ow, iw)] = crop[..., :oh, :ow]
+        return out
     return np.ascontiguousarray(crop[..., nearest_index(oh, ih), :][..., nearest_index(ow, iw)])
 
 
