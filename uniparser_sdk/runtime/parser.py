@@ -248,7 +248,7 @@ class Parser:
 
         Returns a generator of :class:`ParseResult` (with ``with_inputs``: of ``(image, result)``, the
         image as read -- the BGR array of a path -- e.g. to draw the overlay on). Memory is bounded:
-        at most ``batch_size * (prefetch + 1)`` images are read ahead of the result being yielded.
+        at most ``batch_size * (prefetch + 1)`` images are read and not yet delivered.
 
         ``prefetch``: number of batches a background thread reads and preprocesses while the network
         runs (0: everything in the calling thread). Errors of the iterable or of an image are raised
@@ -429,28 +429,30 @@ _END = object()
 
 
 def _prefetched(source: Iterator, depth: int):
-    """Run ``source`` in a daemon thread, ``depth`` items ahead -> (iterator, stop event, thread).
-    Items (and an exception of ``source``) arrive in order; setting ``stop`` ends the thread."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
+    """Run ``source`` in a daemon thread -> (iterator, stop event, thread). The thread holds at most
+    ``depth`` items beyond the one the consumer is working on: it takes a slot before pulling an item,
+    and the consumer frees the slot of an item when it asks for the next one. Items (and an exception
+    of ``source``) arrive in order; setting ``stop`` ends the thread."""
+    q: queue.Queue = queue.Queue()
+    slots = threading.Semaphore(depth + 1)
     stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def work():
         try:
-            for item in source:
-                if not put((True, item)):
+            while True:
+                while not slots.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
                     return
-            put((True, _END))
+                try:
+                    item = next(source)
+                except StopIteration:
+                    q.put((True, _END))
+                    return
+                q.put((True, item))
         except BaseException as exc:  # delivered to the consumer, raised there
-            put((False, exc))
+            q.put((False, exc))
 
     worker = threading.Thread(target=work, name="uniparser-prefetch", daemon=True)
     worker.start()
@@ -463,6 +465,7 @@ def _prefetched(source: Iterator, depth: int):
             if item is _END:
                 return
             yield item
+            slots.release()  # the consumer is done with this item
 
     return consume(), stop, worker
 

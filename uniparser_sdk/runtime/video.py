@@ -147,7 +147,8 @@ class VideoSource:
 class VideoSink:
     """Atomic video writer: frames go to ``.<name>.partial<suffix>`` next to ``path``; :meth:`close`
     finalises the container and renames it onto ``path``. The frame size is taken from the first frame
-    (every frame must have it). Nothing is created when no frame was written. ``fourcc``: codec
+    (every frame must have it; odd heights/widths are padded by one black row/column, as most codecs
+    need even sizes). Nothing is created when no frame was written. ``fourcc``: codec
     (default ``mp4v`` for .mp4/.m4v/.mov, ``MJPG`` for .avi)."""
 
     def __init__(self, path: Union[str, os.PathLike], fps: float, fourcc: Optional[str] = None):
@@ -171,6 +172,8 @@ class VideoSink:
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"VideoSink takes HxWx3 uint8 BGR frames, got {frame.dtype} {frame.shape}")
+        if frame.shape[0] % 2 or frame.shape[1] % 2:  # most codecs (mp4v, H.264) need even sizes
+            frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
         h, w = frame.shape[:2]
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
