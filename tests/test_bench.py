@@ -12,7 +12,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
-from uniparser_sdk.benchmarks import bench, flops, plot  # noqa: E402
+from uniparser_sdk.benchmarks import bench, flops, paper, plot, targets  # noqa: E402
+from uniparser_sdk.export import variants  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +109,29 @@ def test_user_errors_exit_2(capsys, tmp_path):
     assert bench.main(["--configs", "nope", "--cache-dir", str(tmp_path)]) == 2
     assert bench.main(["--backends", "cuda-magic", "--cache-dir", str(tmp_path)]) == 2
     assert bench.main([str(tmp_path / "missing.onnx"), "--cache-dir", str(tmp_path)]) == 2
-    assert "error:" in capsys.readouterr().err
+    assert bench.main(["--variants", "products-fp99", "--cache-dir", str(tmp_path)]) == 2
+    assert bench.main(["--variants", "raw-fp32", "--cache-dir", str(tmp_path)]) == 2
+    assert bench.main(["--size", "16x16", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "WIDTHxHEIGHT" in err
+    assert "Traceback" not in err
+
+
+def test_help_exits_0(capsys):
+    assert bench.main(["--help"]) == 0
+    assert "--variants" in capsys.readouterr().out
 
 
 def test_person_counts_and_size():
+    from uniparser_sdk.cli.common import parse_size
+
     assert bench.person_counts(2.6, 5) == [3, 2, 3, 2, 3]
     assert sum(bench.person_counts(1.5, 10)) == 15
     assert bench.person_counts(0, 3) == [0, 0, 0]
-    assert bench.parse_size("1333x800") == (1333, 800)
+    # the SDK's one size convention: WIDTHxHEIGHT on the command line, (H, W) inside
+    assert parse_size("1333x800") == (800, 1333)
+    args = bench.build_arg_parser().parse_args(["--size", "192x128"])
+    assert args.size == (128, 192)
 
 
 def test_planted_thresholds_select_n_persons():
@@ -156,3 +172,146 @@ def test_plot_writes_png(tmp_path):
     assert img is not None and img.shape[2] == 3
     with pytest.raises(ValueError):
         plot.bar_chart(tmp_path / "d.png", [{"title": "empty", "bars": []}])
+
+
+def test_rows_record_their_variant(bench_output):
+    _, _, doc, _ = bench_output
+    by_backend = {r["backend"]: r["variant"] for r in doc["results"]}
+    assert by_backend == {"torch": None, "onnxruntime": "products-fp32"}
+    for r in doc["results"]:
+        # stage times come from the runtime itself: backend = Backend.last_inference_time of each call
+        assert r["ms"]["backend"]["n"] == 5
+
+
+def test_variant_table_is_declared_once():
+    names = variants.variant_names()
+    assert len(names) == len(set(names))
+    v = variants.get_variant("products-fp16")
+    assert (v.layout, v.precision, v.target) == ("products-v1", "fp16", "onnxruntime")
+    assert v.export_options() == {"fp16": True} and v.onnx_suffix == "-fp16"
+    # the export CLI's flags select rows of the same table
+    assert variants.variant_from_flags() is variants.get_variant("products-fp32")
+    assert variants.variant_from_flags(fp16=True, engine=True).name == "products-fp16-tensorrt"
+    assert variants.variant_from_flags(plugin=True).name == "plugin-fp32-tensorrt"
+    assert variants.get_variant("plugin-fp16-tensorrt").onnx_suffix == "-fp16-plugin"
+    assert variants.get_variant("raw-fp32").target is None
+    with pytest.raises(variants.UnknownVariantError):
+        variants.get_variant("products-int3")
+    # a row whose graph precision the exporter cannot write says so (adding e.g. bf16 is one line)
+    bf16 = variants.Variant("products-bf16", "products-v1", "bf16", "onnxruntime")
+    with pytest.raises(variants.UnknownVariantError):
+        bf16.export_options()
+    assert variants.Variant("products-int8", "products-v1", "int8", "onnxruntime",
+                            graph_precision="fp32").export_options() == {"fp16": False}
+    # the bench's default rows are the table's products rows
+    t = targets.Target(name="x", kind="config")
+    plan = bench.row_plan(t, ["torch", "onnxruntime", "tensorrt"], trt_fp16=True)
+    assert [(b, v and v.name) for b, v in plan] == [("torch", None), ("onnxruntime", "products-fp32"),
+                                                     ("tensorrt", "products-fp16-tensorrt")]
+
+
+def test_decode_graph_is_cut_from_the_products_graph(bench_output):
+    """The ONNX Runtime decode split times the shipped graph's own decode: inputs and outputs are the
+    contract's names."""
+    import onnx
+
+    from uniparser_sdk.contract import PRODUCTS_V1, RAW_V1
+
+    _, _, doc, out = bench_output
+    decs = sorted((out / "cache").glob("*.decode.onnx"))
+    assert decs
+    g = onnx.load(str(decs[0])).graph
+    inputs = [i.name for i in g.input]
+    assert inputs[:3] == list(RAW_V1.output_names) and "decode_params" in inputs
+    assert set(inputs) <= set(RAW_V1.output_names) | set(PRODUCTS_V1.input_names)  # e.g. images, for its batch
+    assert [o.name for o in g.output] == list(PRODUCTS_V1.output_names)
+    assert not {n.op_type for n in g.node} & {"Conv", "DeformConv"}  # no network in it
+
+
+def test_paper_quotes_shared_with_params_cli(capsys):
+    from uniparser_sdk.cli import params
+
+    assert paper.PAPER_PARAMS_M == {"r50": 36.73, "r50-light": 30.54}
+    assert bench.PAPER_TABLE2 is paper.PAPER_TABLE2
+    assert params.PAPER_M is paper.PAPER_PARAMS_M
+
+
+def test_decode_compare_standalone(capsys, tmp_path):
+    """The former decode_bench.py: same methods on a synthetic scene, all label maps equal."""
+    from uniparser_sdk.benchmarks import decode_compare
+
+    out = tmp_path / "d.json"
+    assert decode_compare.main(["--runs", "1", "--warmup", "0", "--image", "160x128", "--classes", "7",
+                                "--dim", "16", "--persons", "2", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["methods"][0]["method"].startswith("official")
+    assert all(m["pixels_differing_from_official"] == 0 for m in d["methods"])
+    assert decode_compare.main(["--image", "wide"]) == 2
+
+
+def test_no_private_attribute_reads_across_modules():
+    """The benchmark modules read only public names of other objects (no ``x._name`` of another module)."""
+    import re
+    from pathlib import Path
+
+    root = Path(bench.__file__).resolve().parent
+    pat = re.compile(r"\b(?!self\b|cls\b)([a-z_][a-z0-9_]*)\._[a-z]")
+    offenders = []
+    for f in sorted(root.glob("*.py")):
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            code = line.split("#")[0]
+            for m in pat.finditer(code):
+                offenders.append(f"{f.name}:{n}: {code.strip()}")
+    assert not offenders, offenders
+    assert all(len(f.read_text().splitlines()) < 400 for f in root.glob("*.py"))
+
+
+def test_export_cli_reads_the_variant_table(tmp_path, capsys):
+    """uniparser-export: --variant NAME selects a row; the old flags select the same rows."""
+    import onnx
+
+    from uniparser_sdk.cli import export as cli_export
+    from uniparser_sdk.contract import read_onnx_metadata
+
+    assert cli_export.main(["--variant", "products-int3", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert cli_export.main(["--variant", "products-fp32", "--fp16", "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "contradicts" in capsys.readouterr().err
+    out = tmp_path / "m16.onnx"
+    assert cli_export.main(["--variant", "products-fp16", "--no-parity", "--no-simplify", "--sample-size", "64x96",
+                            "-o", str(out), "-q"]) == 0
+    meta = read_onnx_metadata(onnx.load(str(out), load_external_data=False))
+    assert (meta.layout, meta.precision) == ("products-v1", "fp16")
+
+
+def test_engine_build_writes_the_sidecar(bench_output, tmp_path, monkeypatch):
+    """backends/tensorrt/build.build_engine_with_sidecar (used by the bench and uniparser-export --engine):
+    the sidecar carries the ONNX file's metadata; a failed sidecar leaves no engine behind (TensorRT
+    itself is faked: no GPU here)."""
+    from uniparser_sdk.backends.tensorrt import build as tb
+    from uniparser_sdk.contract import read_onnx_metadata
+
+    _, _, _, out = bench_output
+    onnx_path = next(p for p in (out / "cache").glob("*.onnx") if not p.name.endswith(".decode.onnx"))
+
+    def fake_build(onnx_file, engine_path, fp16=False, profile=None, **kw):
+        Path(engine_path).write_bytes(b"plan")
+        return {"tensorrt_version": "10.3.0", "profile": profile, "precision": "fp16" if fp16 else "fp32",
+                "seconds": 0.0}
+
+    from pathlib import Path
+
+    monkeypatch.setattr(tb, "build_engine", fake_build)
+    env = {"tensorrt_version": "10.3.0", "compute_capability": "8.6", "gpu_name": "fake"}
+    eng = tmp_path / "m.engine"
+    tb.build_engine_with_sidecar(onnx_path, eng, fp16=True, env=env, log=lambda s: None)
+    side = tb.read_sidecar(eng)
+    assert eng.is_file() and tb.sidecar_path(eng).is_file()
+    assert side["precision"] == "fp16" and side["meta"] == read_onnx_metadata(str(onnx_path))
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tb, "write_sidecar", broken)
+    with pytest.raises(OSError):
+        tb.build_engine_with_sidecar(onnx_path, tmp_path / "n.engine", env=env, log=lambda s: None)
+    assert not (tmp_path / "n.engine").exists()

@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the ONNX Runtime vs PyTorch parity check (not recommended)")
     p.add_argument("--plugin", action="store_true",
                    help="export the plugin-v1 variant (network + one UniParserDecode node) instead")
+    p.add_argument("--variant", metavar="NAME", default=None,
+                   help="a row of the variant table (uniparser_sdk.export.variants: layout x precision x target), "
+                        "e.g. products-fp16 or plugin-fp32-tensorrt (a -tensorrt row implies --engine); default: "
+                        "the row --fp16/--plugin/--engine select (products-fp32)")
     g = p.add_argument_group("TensorRT (--engine)")
     g.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT 10 and a GPU)")
     g.add_argument("--engine-output", metavar="OUT.engine", help="engine path (default: OUT with .engine)")
@@ -159,9 +163,29 @@ def _check_writable(path: Path, what: str) -> None:
         raise UsageError(f"cannot write {what} {path}: directory {probe} is not writable")
 
 
-def _default_output(model_path: Path | None, fp16: bool, plugin: bool) -> Path:
+def _default_output(model_path: Path | None, suffix: str) -> Path:
     stem = model_path.stem if model_path is not None else "uniparser-default"
-    return Path.cwd() / f"{stem}{'-fp16' if fp16 else ''}{'-plugin' if plugin else ''}.onnx"
+    return Path.cwd() / f"{stem}{suffix}.onnx"
+
+
+def _resolve_variant(args):
+    """The variant-table row of ``--variant`` or of the flags; sets args.fp16 / plugin / engine from it."""
+    from uniparser_sdk.export.variants import UnknownVariantError, get_variant, variant_from_flags
+
+    try:
+        if args.variant is None:
+            return variant_from_flags(fp16=args.fp16, plugin=args.plugin, engine=args.engine)
+        v = get_variant(args.variant)
+        v.export_options()
+    except UnknownVariantError as exc:
+        raise UsageError(str(exc)) from None
+    if v.target is None and args.engine:
+        raise UsageError(f"--variant {v.name} is an intermediate graph; --engine cannot build it")
+    for flag, on, want in (("--fp16", args.fp16, v.onnx_precision == "fp16"), ("--plugin", args.plugin, v.plugin)):
+        if on and not want:
+            raise UsageError(f"{flag} contradicts --variant {v.name}")
+    args.fp16, args.plugin, args.engine = v.onnx_precision == "fp16", v.plugin, args.engine or v.engine
+    return v
 
 
 def _default_plugin_lib() -> str | None:
@@ -183,6 +207,7 @@ def _default_timing_cache(env: dict) -> Path:
 
 
 def run(args, log) -> int:
+    variant = _resolve_variant(args)
     step_total = 3 if args.engine else 2
     # ---- validate everything cheap before any work
     if args.opset not in (19, 20):
@@ -215,7 +240,7 @@ def run(args, log) -> int:
             raise UsageError(f"not a file: {model_path}")
         shown = str(model_path)
     out = Path(args.output) if args.output else _default_output(None if args.model is None else model_path,
-                                                                args.fp16, args.plugin)
+                                                                variant.onnx_suffix)
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"output {out} must end in .onnx")
     if out.resolve() == model_path.resolve():
@@ -269,25 +294,23 @@ def run(args, log) -> int:
 
     # ---- 2. ONNX
     from uniparser_sdk.export import onnx_export as ox
-    from uniparser_sdk.contract import LAYOUT_PRODUCTS
 
     k = args.max_instances if args.max_instances is not None else cfg.decode.max_instances
-    meta = ox.build_meta(model, info, layout=LAYOUT_PRODUCTS, precision="fp16" if args.fp16 else "fp32",
-                         max_instances=k, ctr_score=args.ctr_score, mask_thr=args.mask_thr,
-                         cate_score_thr=args.cate_score_thr)
+    meta = variant.build_meta(model, info, max_instances=k, ctr_score=args.ctr_score, mask_thr=args.mask_thr,
+                              cate_score_thr=args.cate_score_thr)
     d = meta.decode
     log(f"[2/{step_total}] exporting ONNX -> {out}  (thresholds ctr_score {d['ctr_score']:g}, mask_thr "
         f"{d['mask_thr']:g}, cate_score_thr {d['cate_score_thr']:g})")
-    fn = ox.export_plugin_onnx if args.plugin else ox.export_onnx
-    report = fn(model, out, meta, opset=args.opset, fp16=args.fp16, simplify=not args.no_simplify,
-                max_instances=k, sample_hw=args.sample_size, parity=not args.no_parity,
-                parity_hw=args.parity_size, log=lambda m: log("      " + m.replace("\n", "\n      ")))
+    log(f"      variant {variant.name}: layout {variant.layout}, {variant.precision}, target "
+        f"{variant.target or '-'}")
+    report = variant.export(model, out, meta, opset=args.opset, simplify=not args.no_simplify,
+                            max_instances=k, sample_hw=args.sample_size, parity=not args.no_parity,
+                            parity_hw=args.parity_size, log=lambda m: log("      " + m.replace("\n", "\n      ")))
     log("      " + report.summary().replace("\n", "\n      "))
 
     # ---- 3. engine
     if args.engine:
         from uniparser_sdk.backends.tensorrt import build as tb
-        from uniparser_sdk.model.checkpoint import file_sha256
 
         cache = Path(args.timing_cache) if args.timing_cache else _default_timing_cache(env)
         log(f"[3/{step_total}] building TensorRT {env['tensorrt_version']} engine for {env['gpu_name']} "
@@ -295,25 +318,9 @@ def run(args, log) -> int:
         shapes = {n: " / ".join("x".join(map(str, s)) for s in v) for n, v in profile.items()}
         log(f"      profile min / opt / max: {shapes}; timing cache {cache}")
         try:
-            built = tb.build_engine(out, engine_path, fp16=args.fp16, profile=profile,
-                                    workspace=int(args.workspace * (1 << 30)), timing_cache=cache,
-                                    plugin_lib=args.plugin_lib, log=log)
-            meta_out = ox.read_metadata(out)
-            plugin = None
-            if args.plugin:
-                from uniparser_sdk.export.plugin_rewrite import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
-
-                plugin = {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
-                          "library": args.plugin_lib}
-            sidecar = tb.make_sidecar(meta_out, tensorrt_version=built["tensorrt_version"],
-                                      compute_capability=env["compute_capability"], profile=profile,
-                                      precision=built["precision"], plugin=plugin, gpu_name=env["gpu_name"],
-                                      onnx_sha256=file_sha256(out))
-            try:
-                tb.write_sidecar(engine_path, sidecar)
-            except BaseException:
-                engine_path.unlink(missing_ok=True)
-                raise
+            built = tb.build_engine_with_sidecar(out, engine_path, fp16=args.fp16, profile=profile,
+                                                 workspace=int(args.workspace * (1 << 30)), timing_cache=cache,
+                                                 plugin_lib=args.plugin_lib, env=env, log=log)
         except (tb.EngineBuildError, tb.TensorRTUnavailable, OSError) as exc:
             raise ox.ExportError(f"engine build failed: {exc} (the ONNX file {out} is complete; no engine "
                                  "was written)") from None
