@@ -28,6 +28,8 @@ extras = {
     "export": TORCH + EXPORT,
     "gpu": ["onnxruntime-gpu>=1.25"],  # DeformConv kernels from 1.25 (DESIGN §9)
     "trt": ["tensorrt>=10.1", "pycuda"],
+    # Triton client (uniparser_sdk.serving.TritonParserClient); the server side needs only this SDK
+    "serving": ["tritonclient[http,grpc]>=2.41"],
     "dev": TORCH + EXPORT + ["pytest>=7", "tqdm"],
 }
 
@@ -50,6 +52,7 @@ setup(
         "uniparser-predict=uniparser_sdk.cli.predict:main",
         "uniparser-params=uniparser_sdk.cli.params:main",
         "uniparser-export=uniparser_sdk.cli.export:main",
+        "uniparser-triton=uniparser_sdk.cli.triton:main",
         "uniparser-eval=uniparser_sdk.cli.evaluate:main",
         "uniparser-train=uniparser_sdk.cli.train:main",
         "uniparser-bench=uniparser_sdk.cli.bench:main",

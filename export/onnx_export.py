@@ -38,11 +38,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta
+from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta, get_layout
+from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2, PRODUCTS_LAYOUTS
 from uniparser_sdk.contract import read_onnx_metadata as read_metadata  # noqa: F401  (used by the CLI)
 
 from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES, EndToEnd
@@ -324,6 +326,39 @@ def _move_outputs_to_value_info(proto, names) -> None:
     proto.graph.value_info.extend(vi for vi in moved if vi.name not in existing)
 
 
+def products_v1_view(proto):
+    """A copy of a products-v2 graph that takes products-v1's ``decode_params`` (3,): the one row is
+    expanded to (batch, 3) in front of the unchanged v2 graph (the parity gate feeds one set of
+    thresholds). Only for checking; never written."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    view = copy.deepcopy(proto)
+    g = view.graph
+    rows = "decode_params__rows"
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name == "decode_params":
+                node.input[i] = rows
+    for vi in g.input:
+        if vi.name == "decode_params":
+            vi.CopyFrom(helper.make_tensor_value_info("decode_params", TensorProto.FLOAT, [3]))
+    g.initializer.extend([onnx.numpy_helper.from_array(np.array([1, 3], np.int64), "decode_params__one_row"),
+                          onnx.numpy_helper.from_array(np.array([0], np.int64), "decode_params__axis0"),
+                          onnx.numpy_helper.from_array(np.array([3], np.int64), "decode_params__three")])
+    prefix = [
+        helper.make_node("Reshape", ["decode_params", "decode_params__one_row"], ["decode_params__row"]),
+        helper.make_node("Shape", ["images"], ["decode_params__ishape"]),
+        helper.make_node("Gather", ["decode_params__ishape", "decode_params__axis0"], ["decode_params__b"], axis=0),
+        helper.make_node("Concat", ["decode_params__b", "decode_params__three"], ["decode_params__shape"], axis=0),
+        helper.make_node("Expand", ["decode_params__row", "decode_params__shape"], [rows]),
+    ]
+    nodes = prefix + list(g.node)
+    del g.node[:]
+    g.node.extend(nodes)
+    return view
+
+
 def set_metadata(proto, meta: ModelMeta) -> None:
     import uniparser_sdk
 
@@ -388,9 +423,11 @@ def trace_to_onnx(model, *, layout: str = LAYOUT_PRODUCTS, opset: int = DEFAULT_
     h, w = sample_hw
     images = torch.zeros(1, 3, h, w)
     images.normal_(generator=torch.Generator().manual_seed(0))
-    if layout == LAYOUT_PRODUCTS:
+    if layout in PRODUCTS_LAYOUTS:
         module = ProductsWithRaw(net, max_instances).eval()
-        args = (images, torch.tensor([0.5, 0.5, 0.5], dtype=torch.float32))
+        # products-v1: one set of thresholds (3,); products-v2: one row per image (batch, 3)
+        params = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float32)
+        args = (images, params if layout == LAYOUT_PRODUCTS else params[None])
         input_names, output_names = list(INPUT_NAMES), list(OUTPUT_NAMES) + list(RAW_OUTPUT_NAMES)
     elif layout == LAYOUT_RAW:
         module = RawFloat(net).eval()
@@ -400,6 +437,8 @@ def trace_to_onnx(model, *, layout: str = LAYOUT_PRODUCTS, opset: int = DEFAULT_
         raise ValueError(f"cannot trace layout {layout!r}: use {LAYOUT_PRODUCTS!r} or {LAYOUT_RAW!r} "
                          "(the plugin layout is a rewrite of raw-v1)")
     axes = {k: v for k, v in _DYNAMIC_AXES.items() if k in input_names + output_names}
+    if layout == LAYOUT_PRODUCTS_V2:
+        axes.update(get_layout(layout).dynamic_axes(["decode_params"]))
     buf = io.BytesIO()
     import warnings
     with torch.no_grad(), warnings.catch_warnings():
@@ -454,7 +493,7 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
         log(f"  {message}")
         seconds["simplify"] = time.perf_counter() - t0
 
-    if layout == LAYOUT_PRODUCTS:
+    if layout in PRODUCTS_LAYOUTS:
         _move_outputs_to_value_info(proto, set(RAW_OUTPUT_NAMES))
     set_metadata(proto, meta)
     t0 = time.perf_counter()
@@ -468,7 +507,12 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
         sizes = parity_mod.parity_sizes(sample_hw, parity_hw)
         log(f"parity check: ONNX Runtime vs PyTorch on {parity_batch} images at "
             f"{', '.join(f'{a}x{b}' for a, b in sizes)} (export sample {sample_hw[0]}x{sample_hw[1]})")
-        report_parity = parity_mod.check_parity(data, model, meta, sizes=sizes, batch=parity_batch)
+        if layout == LAYOUT_PRODUCTS_V2:  # the gate feeds one set of thresholds: check a (3,) view of it
+            report_parity = parity_mod.check_parity(products_v1_view(proto).SerializeToString(), model,
+                                                    replace(meta, layout=LAYOUT_PRODUCTS), sizes=sizes,
+                                                    batch=parity_batch)
+        else:
+            report_parity = parity_mod.check_parity(data, model, meta, sizes=sizes, batch=parity_batch)
         seconds["parity"] = time.perf_counter() - t0
         log(report_parity.format())
         if not report_parity.ok:

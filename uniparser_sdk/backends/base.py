@@ -29,7 +29,7 @@ import numpy as np
 from ..contract import ModelMeta
 from ..errors import UniParserError
 
-__all__ = ["Backend", "InputConstraints", "BackendClosedError"]
+__all__ = ["Backend", "InputConstraints", "BackendClosedError", "decode_params_feed"]
 
 
 class BackendClosedError(UniParserError, RuntimeError):
@@ -69,7 +69,8 @@ class Backend(ABC):
 
     def infer(self, batch: np.ndarray, decode_params: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model on a (B, 3, Hp, Wp) float32 batch; ``decode_params`` is float32 (3,)
-        ``[ctr_score, mask_thr, cate_score_thr]`` (ignored by raw-v1 models). Returns outputs by name,
+        ``[ctr_score, mask_thr, cate_score_thr]``, or (B, 3) one row per image (products-v2 graphs take
+        them as they are; see :func:`decode_params_feed`; ignored by raw-v1 models). Returns outputs by name,
         as the layout of ``meta`` declares them (:mod:`uniparser_sdk.contract.layouts`).
 
         The runner times itself (Polygraphy's habit): :meth:`last_inference_time` afterwards."""
@@ -143,3 +144,36 @@ def validate_decode_params(params) -> np.ndarray:
     if p.shape != (3,):
         raise ValueError(f"decode_params must hold 3 values [ctr_score, mask_thr, cate_score_thr], got {p.shape}")
     return p
+
+
+def decode_params_feed(layout: str, params, batch_size: int) -> np.ndarray:
+    """THE one place that shapes the thresholds for a graph's ``decode_params`` input, by the rank its
+    layout declares (:mod:`uniparser_sdk.contract.layouts`): rank 1 (products-v1) -> float32 (3,), one
+    set for the whole call; rank 2 (products-v2) -> float32 (batch_size, 3), one row per image.
+
+    ``params``: (3,) (the same thresholds for every image) or (batch_size, 3) (per image). A rank-1
+    graph takes per-image rows only when they are all equal (it has one set per call)."""
+    from ..contract import get_layout
+
+    spec = get_layout(layout).spec("decode_params")
+    p = np.asarray(params, dtype=np.float32)
+    if p.ndim == 2 and p.shape == (int(batch_size), 3):
+        rows = p
+    elif p.size == 3:
+        rows = None
+        p = p.reshape(3)
+    else:
+        raise ValueError(f"decode_params must be 3 values [ctr_score, mask_thr, cate_score_thr] or one row of "
+                         f"3 per image ({int(batch_size)}, 3), got shape {p.shape}")
+    if spec.rank == 1:
+        if rows is None:
+            return np.ascontiguousarray(p)
+        if not (rows == rows[0]).all():
+            raise ValueError(f"this {layout} model takes one set of thresholds per call, got different rows "
+                             "per image; export the products-v2 layout for per-image thresholds")
+        return np.ascontiguousarray(rows[0])
+    if spec.rank == 2:
+        if rows is None:
+            rows = np.broadcast_to(p, (int(batch_size), 3))
+        return np.ascontiguousarray(rows, dtype=np.float32)
+    raise ValueError(f"layout {layout}: decode_params of rank {spec.rank} is not supported")

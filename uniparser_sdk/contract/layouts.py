@@ -123,6 +123,18 @@ PRODUCTS_V1 = Layout(
     description="network + decode steps 1-4 in standard ONNX ops; the host finishes step 5 per person",
 )
 
+PRODUCTS_V2 = Layout(
+    name="products-v2",
+    inputs=(_IMAGES, TensorSpec("decode_params", "float32", (BATCH, "P"),
+                                "one row [ctr_score, mask_thr, cate_score_thr] per image")),
+    outputs=PRODUCTS_V1.outputs,
+    thresholds="input", has_slots=True, internals=_RAW,
+    description="products-v1 with per-image thresholds: decode_params (batch, 3), so servers that stack "
+                "requests along the batch axis (Triton's dynamic batcher) can batch it",
+)
+#: layouts whose outputs are the products-v1 tensors (one finishing for all of them)
+PRODUCTS_LAYOUTS = (PRODUCTS_V1.name, PRODUCTS_V2.name)
+
 RAW_V1 = Layout(
     name="raw-v1", inputs=(_IMAGES,), outputs=_RAW, thresholds="host", has_slots=False,
     description="network only; the host runs the whole decode (seg_kernels from the metadata)",
@@ -140,8 +152,9 @@ PLUGIN_V1 = Layout(
     description="network + the fused UniParserDecode TensorRT plugin node; part labels at the padded size",
 )
 
-LAYOUTS = {lay.name: lay for lay in (PRODUCTS_V1, RAW_V1, PLUGIN_V1)}
+LAYOUTS = {lay.name: lay for lay in (PRODUCTS_V1, PRODUCTS_V2, RAW_V1, PLUGIN_V1)}
 LAYOUT_PRODUCTS, LAYOUT_RAW, LAYOUT_PLUGIN = PRODUCTS_V1.name, RAW_V1.name, PLUGIN_V1.name
+LAYOUT_PRODUCTS_V2 = PRODUCTS_V2.name
 
 
 def get_layout(name: str) -> Layout:

@@ -12,6 +12,7 @@ feature size of the padded input (light models: h+2, w+2):
 
 inputs   images         float32 (B, 3, Hp, Wp)  normalised RGB, Hp/Wp multiples of 32
          decode_params  float32 (3,)            [ctr_score, mask_thr, cate_score_thr]
+                        or (B, 3)               one row per image ("products-v2", the same outputs)
 outputs  scores         float32 (B, K)          descending; 0 beyond num_instances
          num_instances  int64   (B,)
          grid_index     int64   (B, K)          flat S x S center cell of each slot, -1 beyond the count
@@ -63,7 +64,9 @@ class EndToEnd(nn.Module):
 
     def forward(self, images: torch.Tensor, decode_params: torch.Tensor):
         center, ins, sem = self.model(images)
-        ctr_score, mask_thr, cate_thr = decode_params[0], decode_params[1], decode_params[2]
+        # thresholds per image: products-v1 feeds one row (3,), products-v2 one row per image (B, 3)
+        rows = decode_params.reshape(-1, 3).expand(images.shape[0], 3)
+        ctr_score, mask_thr, cate_thr = rows[:, 0:1, None, None], rows[:, 1:2, None], rows[:, 2:3, None]
         scores, index, count = batched_peaks(center.float(), ctr_score, self.max_instances)
         b, d, h, w = ins.shape
         ins = ins.float().flatten(2)  # (B, D, P)

@@ -19,7 +19,7 @@ from ..._lazy import require
 from ...errors import UniParserError
 from ...devices import parse_device
 from ...contract import PREFIX, meta_from_props
-from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
+from ..base import Backend, InputConstraints, decode_params_feed, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class OnnxRuntimeBackend(Backend):
         self._check_open()
         feed = {"images": validate_batch(batch).astype(self._image_dtype, copy=False)}
         if "decode_params" in self._inputs:
-            feed["decode_params"] = validate_decode_params(decode_params)
+            feed["decode_params"] = decode_params_feed(self.meta.layout, decode_params, feed["images"].shape[0])
         outs = self._sess.run(self._output_names, feed)
         return dict(zip(self._output_names, outs))
 

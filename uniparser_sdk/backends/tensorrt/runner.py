@@ -33,7 +33,7 @@ from .sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned 
     EngineCompatibilityError, EngineSidecar, SidecarError, TensorProfile, check_compatibility,
     parse_compute_capability, read_sidecar, sidecar_path,
 )
-from ..base import Backend, InputConstraints, validate_batch, validate_decode_params
+from ..base import Backend, InputConstraints, decode_params_feed, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class TensorRTBackend(Backend):
         self._check_open()
         feeds = {"images": validate_batch(batch)}
         if "decode_params" in self._inputs:
-            feeds["decode_params"] = validate_decode_params(decode_params)
+            feeds["decode_params"] = decode_params_feed(self.meta.layout, decode_params, feeds["images"].shape[0])
         unknown = [n for n in self._inputs if n not in feeds]
         if unknown:
             raise ValueError(f"engine input(s) {unknown} are not fed by this SDK")

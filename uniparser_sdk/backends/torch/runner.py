@@ -20,7 +20,7 @@ import numpy as np
 from ..._lazy import require
 from ...devices import parse_device
 from ...contract import LAYOUT_PRODUCTS, build_model_meta
-from ..base import Backend, validate_batch, validate_decode_params
+from ..base import Backend, decode_params_feed, validate_batch
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class TorchBackend(Backend):
         self._check_open()
         torch = self._torch
         x = torch.from_numpy(validate_batch(batch)).to(self.device, non_blocking=True)
-        p = torch.from_numpy(validate_decode_params(decode_params)).to(self.device)
+        p = torch.from_numpy(decode_params_feed(self.meta.layout, decode_params, x.shape[0])).to(self.device)
         with torch.inference_mode():
             outs = self.end_to_end(x, p)
         names = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")

@@ -1,0 +1,166 @@
+"""Triton repository configs, products-v2 and per-image thresholds.
+
+Configs: every config.pbtxt parses as Triton's ModelConfig protobuf (tritonclient.grpc.model_config_pb2,
+read in the tritonserver environment, see test_triton_server.py) and its tensors match the contract
+and the exported ONNX file. products-v2: decode_params (batch, 3), one row of thresholds per image,
+gives per image exactly what products-v1 gives with that image's thresholds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from test_triton_server import export_default, run_driver, server_env  # noqa: E402
+from uniparser_sdk.backends.base import decode_params_feed  # noqa: E402
+from uniparser_sdk.contract import read_onnx_metadata  # noqa: E402
+from uniparser_sdk.contract.layouts import PRODUCTS_V1, PRODUCTS_V2  # noqa: E402
+from uniparser_sdk.serving import repository as rp  # noqa: E402
+
+TRITON_TO_NP = {"TYPE_FP32": "float32", "TYPE_INT64": "int64", "TYPE_UINT8": "uint8", "TYPE_INT32": "int32"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("v2")
+    return d, export_default(d)
+
+
+def test_products_v2_contract():
+    assert PRODUCTS_V2.spec("decode_params").shape == ("batch", "P")
+    assert PRODUCTS_V1.spec("decode_params").shape == ("P",)
+    assert PRODUCTS_V2.outputs == PRODUCTS_V1.outputs
+    assert PRODUCTS_V2.dynamic_axes(["decode_params"]) == {"decode_params": {0: "batch"}}
+
+
+def test_decode_params_feed_follows_the_declared_rank():
+    p = np.array([0.2, 0.5, 0.3], np.float32)
+    assert decode_params_feed("products-v1", p, 4).shape == (3,)
+    rows = decode_params_feed("products-v2", p, 4)
+    assert rows.shape == (4, 3) and (rows == p).all()
+    per = np.array([[0.2, 0.5, 0.3], [0.4, 0.6, 0.2]], np.float32)
+    np.testing.assert_array_equal(decode_params_feed("products-v2", per, 2), per)
+    np.testing.assert_array_equal(decode_params_feed("products-v1", np.stack([p, p]), 2), p)  # equal rows
+    with pytest.raises(ValueError, match="products-v2"):
+        decode_params_feed("products-v1", per, 2)  # v1 has one set per call
+    with pytest.raises(ValueError, match="one row of 3 per image"):
+        decode_params_feed("products-v2", per, 3)
+
+
+def test_exported_v2_file_and_per_image_thresholds(exported):
+    from uniparser_sdk.backends.onnxruntime.runner import OnnxRuntimeBackend
+    from uniparser_sdk.export.parity import structured_images
+
+    _, paths = exported
+    proto = onnx.load(str(paths["products-v2"]))
+    dp = next(i for i in proto.graph.input if i.name == "decode_params")
+    assert [d.dim_param or d.dim_value for d in dp.type.tensor_type.shape.dim] == ["batch", 3]
+    assert read_onnx_metadata(paths["products-v2"]).layout == "products-v2"
+    images = structured_images(2, 128, 160, seed=3)
+    rows = np.array([[0.1, 0.5, 0.25], [0.3, 0.7, 0.4]], np.float32)
+    with OnnxRuntimeBackend(paths["products-v2"], device="cpu") as v2, \
+            OnnxRuntimeBackend(paths["products-v1"], device="cpu") as v1:
+        both = v2.infer(images, rows)
+        for i in range(2):
+            one = v1.infer(images[i:i + 1], rows[i])
+            for name in PRODUCTS_V1.output_names:
+                np.testing.assert_array_equal(both[name][i:i + 1], one[name], err_msg=name)
+        assert both["num_instances"][0] != both["num_instances"][1] or \
+            not np.array_equal(both["keep"][0], both["keep"][1])
+        # the same thresholds for the whole batch: (3,) broadcast to every row
+        same = v2.infer(images, rows[0])
+        np.testing.assert_array_equal(same["num_instances"][0], both["num_instances"][0])
+
+
+def test_writer_refuses_v1_and_non_empty_dirs(exported, tmp_path):
+    _, paths = exported
+    with pytest.raises(rp.RepositoryError, match="products-v2"):
+        rp.write_triton_repository(paths["products-v1"], tmp_path / "r")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("keep me")
+    with pytest.raises(rp.RepositoryError, match="not empty"):
+        rp.write_triton_repository(paths["products-v2"], tmp_path / "full")
+    assert (tmp_path / "full" / "x").read_text() == "keep me"
+    with pytest.raises(rp.RepositoryError, match="engine"):
+        rp.write_triton_repository(paths["products-v2"], tmp_path / "t", network_backend="tensorrt")
+    with pytest.raises(rp.RepositoryError, match="max_batch_size"):
+        rp.write_triton_repository(paths["products-v2"], tmp_path / "b", options=rp.RepositoryOptions(max_batch_size=0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]  # nothing half-written
+
+
+def _dims(t):
+    return [int(v) for v in t.get("dims", [])]
+
+
+def test_configs_parse_as_model_config_and_match_the_contract(exported, tmp_path):
+    env = server_env()
+    _, paths = exported
+    onnx_path = paths["products-v2"]
+    meta = read_onnx_metadata(onnx_path)
+    repos = {b: rp.write_triton_repository(onnx_path, tmp_path / b, network_backend=b) for b in ("onnxruntime", "python")}
+    parsed = {b: run_driver(env, "configs", r, tmp_path / f"{b}.json") for b, r in repos.items()}
+    io = rp.onnx_io(onnx_path)
+    k, c = int(meta.thresholds["max_instances"]), len(meta.classes) - 1
+    for backend, cfgs in parsed.items():
+        assert sorted(cfgs) == sorted([rp.ENSEMBLE, rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS])
+        net = cfgs[rp.NETWORK]
+        if backend == "onnxruntime":
+            assert net["platform"] == "onnxruntime_onnx" and net["backend"] == "onnxruntime"
+            assert (repos[backend] / rp.NETWORK / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+        else:
+            assert net["backend"] == "python" and (repos[backend] / rp.NETWORK / "1" / "model.py").is_file()
+        assert int(net["max_batch_size"]) == 8 and "dynamic_batching" in net
+        assert [int(v) for v in net["dynamic_batching"]["preferred_batch_size"]] == [4, 8]
+        # the network's tensors: the contract's names / dtypes, the ONNX file's names / dtypes / ranks
+        for group, specs in (("input", PRODUCTS_V2.inputs), ("output", PRODUCTS_V2.outputs)):
+            got = {t["name"]: t for t in net[group]}
+            assert list(got) == [s.name for s in specs]
+            for s in specs:
+                t = got[s.name]
+                assert TRITON_TO_NP[t["data_type"]] == s.dtype == io[s.name][0], s.name
+                dims = _dims(t)
+                if s.rank == 1:  # (batch,) -> dims [1], reshape []
+                    assert dims == [1] and t["reshape"] == {}, s.name
+                else:
+                    assert len(dims) + 1 == s.rank == len(io[s.name][1]), s.name
+                    for d, want, file_dim in zip(dims, s.shape[1:], io[s.name][1][1:]):
+                        if isinstance(want, str) and want in ("K", "C", "P"):
+                            assert d == {"K": k, "C": c, "P": 3}[want], (s.name, want)
+                            assert file_dim in (d, None) or isinstance(file_dim, str)
+                        elif isinstance(want, int):
+                            assert d == want == file_dim
+                        else:
+                            assert d == -1, (s.name, want)
+        # Python steps run on CPU instances; the ensemble joins the steps through declared tensors
+        for name in (rp.PREPROCESS, rp.POSTPROCESS):
+            assert cfgs[name]["backend"] == "python"
+            assert cfgs[name]["instance_group"][0]["kind"] == "KIND_CPU"
+        ens = cfgs[rp.ENSEMBLE]
+        assert ens["platform"] == "ensemble"
+        assert {t["name"]: t["data_type"] for t in ens["input"]} == \
+            {"image_bytes": "TYPE_STRING", "image": "TYPE_UINT8", "thresholds": "TYPE_FP32"}
+        assert all(t.get("optional") for t in ens["input"])
+        assert [t["name"] for t in ens["output"]] == ["scores", "part_maps", "semantic", "result_json"]
+        params = {p: v["string_value"] for p, v in ens["parameters"].items()}
+        assert tuple(__import__("json").loads(params["classes"])) == tuple(meta.classes)
+        produced = {t["name"] for t in ens["input"]}
+        steps = ens["ensemble_scheduling"]["step"]
+        assert [s["model_name"] for s in steps] == [rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS]
+        for s in steps:
+            model = cfgs[s["model_name"]]
+            assert set(s["input_map"]) == {t["name"] for t in model["input"]}, s["model_name"]
+            assert set(s["input_map"].values()) <= produced, s["model_name"]
+            assert set(s["output_map"]) <= {t["name"] for t in model["output"]}, s["model_name"]
+            produced |= set(s["output_map"].values())
+            # a tensor handed from one step to the next has the same type and dims on both sides
+            for key, value in s["input_map"].items():
+                for prev in steps:
+                    for out_key, out_val in prev.get("output_map", {}).items():
+                        if out_val == value:
+                            src = next(t for t in cfgs[prev["model_name"]]["output"] if t["name"] == out_key)
+                            dst = next(t for t in model["input"] if t["name"] == key)
+                            assert (src["data_type"], _dims(src)) == (dst["data_type"], _dims(dst)), value
+        assert {t["name"] for t in ens["output"]} <= produced
