@@ -494,7 +494,8 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S, const
     /* A CUDA error the caller left pending is not ours to clear (cudaGetLastError would swallow it): peek, and
      * refuse to run, so that every error seen after one of our launches below is our own. */
     const cudaError_t pending = cudaPeekAtLastError();
-    if (pending != cudaSuccess) return set_cuda_error("an error pending before uniparser_decode_cuda", pending);
+    if (pending != cudaSuccess)
+        return set_cuda_error("CUDA state before the first launch (an error the caller left pending, or no usable device)", pending);
     /* The count is zeroed on the stream first: if a kernel is not launched, the next ones read 0, not garbage. */
     cudaError_t e = cudaMemsetAsync(d_count, 0, sizeof(int), stream);
     if (e != cudaSuccess) return set_cuda_error("cudaMemsetAsync(count)", e);
@@ -543,5 +544,37 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S, const
 }
 
 UNIPARSER_API const char* uniparser_decode_cuda_last_error(void) { return g_last_error; }
+
+UNIPARSER_API size_t uniparser_decode_cuda_peaks_workspace_size(int S, int K) {
+    if (S < 1 || K < 1 || (int64_t)S * S > 0x7fffffffLL) return 0;
+    return 3 * align_up((size_t)S * S * 4) + align_up((size_t)K * 4);
+}
+
+UNIPARSER_API int uniparser_decode_cuda_peaks(const float* center_logits, int S, int K, float ctr_score, float* scores,
+                                              int* grid_index, int* count, void* workspace, size_t workspace_size,
+                                              cudaStream_t stream) {
+    if (!center_logits || !scores || !grid_index || !count) return UNIPARSER_ERR_NULL_POINTER;
+    if (S < 1 || K < 1) return UNIPARSER_ERR_BAD_DIMS;
+    if ((int64_t)S * S > 0x7fffffffLL || K > kMaxInstancesCuda) return UNIPARSER_ERR_SIZE_OVERFLOW;
+    if (ctr_score != ctr_score) return UNIPARSER_ERR_BAD_THRESHOLD;
+    const size_t need = uniparser_decode_cuda_peaks_workspace_size(S, K);
+    if (!workspace || workspace_size < need) return UNIPARSER_ERR_WORKSPACE;
+    char* ws = static_cast<char*>(workspace);
+    const size_t a = align_up((size_t)S * S * 4);
+    float* s = reinterpret_cast<float*>(ws);
+    float* hv = reinterpret_cast<float*>(ws + a);
+    float* v = reinterpret_cast<float*>(ws + 2 * a);
+    int* feat = reinterpret_cast<int*>(ws + 3 * a);
+    const cudaError_t pending = cudaPeekAtLastError();
+    if (pending != cudaSuccess) return set_cuda_error("CUDA state before the first launch", pending);
+    cudaError_t e = cudaMemsetAsync(count, 0, sizeof(int), stream);
+    if (e != cudaSuccess) return set_cuda_error("cudaMemsetAsync(count)", e);
+    k_peaks<<<1, kPeakThreads, 0, stream>>>(center_logits, S, K, ctr_score, 1, 1, s, hv, v, scores, grid_index, feat,
+                                            count);
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return set_cuda_error("k_peaks", e);
+    g_last_error[0] = '\0';
+    return UNIPARSER_OK;
+}
 
 }  // extern "C"

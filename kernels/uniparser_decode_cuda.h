@@ -51,6 +51,13 @@ UNIPARSER_API int uniparser_decode_cuda(const float* center_logits, int S,
 /* Text of a code (the table of uniparser_decode_core.h, compiled into both libraries so that each stands alone). */
 UNIPARSER_API const char* uniparser_decode_cuda_error_string(int code);
 
+/* Step 1 alone on the device (scores[K], grid_index[K], *count: device pointers): lets a caller learn the count
+ * (one small copy) before allocating exactly `count` part maps. Workspace: uniparser_decode_cuda_peaks_workspace_size. */
+UNIPARSER_API size_t uniparser_decode_cuda_peaks_workspace_size(int S, int K);
+UNIPARSER_API int uniparser_decode_cuda_peaks(const float* center_logits, int S, int K, float ctr_score, float* scores,
+                                              int* grid_index, int* count, void* workspace, size_t workspace_size,
+                                              cudaStream_t stream);
+
 /* After UNIPARSER_ERR_CUDA: which call failed and CUDA's text for it ("k_peaks: too many resources requested for
  * launch (cudaErrorLaunchOutOfResources)"); "" after a successful call. Thread-local storage, never NULL. */
 UNIPARSER_API const char* uniparser_decode_cuda_last_error(void);

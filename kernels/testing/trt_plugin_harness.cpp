@@ -305,6 +305,7 @@ std::string jsonEscape(std::string const& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IONBF, 0);  // FAIL lines survive a crash
     std::string name, version, ns;
     std::vector<Field> node;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -389,8 +390,8 @@ int main(int argc, char** argv) {
         IPluginV3* p64 = creator->createPlugin("decode64", &wide.fc, TensorRTPhase::kBUILD);
         check(p64 != nullptr, "createPlugin accepts INT64 / FLOAT64 fields");
         uniparser::trt::DecodeParams a, b;
-        check(readParams(runtime(plugin)->getFieldsToSerialize(), &a) &&
-                  readParams(runtime(p64)->getFieldsToSerialize(), &b) && sameParams(a, b),
+        check(readParams(runtime(plugin)->getFieldsToSerialize(), &a), "the plugin serialises valid fields");
+        check(p64 != nullptr && readParams(runtime(p64)->getFieldsToSerialize(), &b) && sameParams(a, b),
               "64-bit fields give the same parameters");
         delete p64;
         want = a;
@@ -635,6 +636,31 @@ int main(int argc, char** argv) {
     }
     delete restored;
     delete copy;
+
+    // ---- the CUDA entry point's host-side checks (run before anything touches a device)
+    {
+        std::vector<float> buf(64);
+        std::vector<unsigned char> maps(64);
+        float* f = buf.data();
+        auto call = [&](int K, int max_maps, void* ws, size_t wsz) {
+            return uniparser_decode_cuda(f, 2, f, f, f, 2, 2, 2, 2, K, 0.2f, 0.5f, 0.3f, 8, 8, 8, 8, nullptr, nullptr,
+                                         nullptr, nullptr, maps.data(), max_maps, ws, wsz, nullptr);
+        };
+        check(call(UNIPARSER_CUDA_MAX_INSTANCES + 1, 1, nullptr, 0) == UNIPARSER_ERR_SIZE_OVERFLOW,
+              "K above 65,535 x 32 (k_cosine's gridDim.y) is refused with UNIPARSER_ERR_SIZE_OVERFLOW");
+        check(call(UNIPARSER_CUDA_MAX_INSTANCES, 1, nullptr, 0) == UNIPARSER_ERR_WORKSPACE,
+              "K = 65,535 x 32 passes the argument checks (then needs its workspace)");
+        check(call(4, 65536, nullptr, 0) == UNIPARSER_ERR_SIZE_OVERFLOW, "max_maps above gridDim.z (65,535) refused");
+        check(uniparser_decode_cuda(f, 2, f, f, f, 2, 2, 2, 2, 4, 0.2f, -0.1f, 0.3f, 8, 8, 8, 8, nullptr, nullptr,
+                                    nullptr, nullptr, maps.data(), 1, nullptr, 0, nullptr) == UNIPARSER_ERR_BAD_THRESHOLD,
+              "mask_thr < 0 refused");
+        if (derr != cudaSuccess || ndev == 0) {
+            std::vector<char> ws(uniparser_decode_cuda_workspace_size(2, 2, 2, 2, 2, 4, 8, 8, 8, 8));
+            check(call(4, 1, ws.data(), ws.size()) == UNIPARSER_ERR_CUDA && std::strlen(uniparser_decode_cuda_last_error()) > 0,
+                  "without a usable device: UNIPARSER_ERR_CUDA and a text in uniparser_decode_cuda_last_error()");
+            std::printf("no-device text: %s\n", uniparser_decode_cuda_last_error());
+        }
+    }
 
     std::printf("{\"ok\": %s, \"checks\": %d, \"failures\": %d, \"tensorrt_major\": %d, \"declared\": {%s}, "
                 "\"enqueue_checked\": %s, \"plugin\": \"%s\"}\n",

@@ -634,6 +634,20 @@ def plugin_node_fields() -> dict:
                 source="export.plugin_rewrite.rewrite_to_plugin")
 
 
+def _harness_cuda_object(cuda: CudaToolkit, src: Path, verbose: bool) -> Path:
+    """The CUDA kernels for the harness (one architecture; cached in the build dir by a hash of the sources)."""
+    files = _check_sources((CUDA_SOURCE,) + CUDA_HEADERS)
+    out_dir = _out_dir()
+    obj = out_dir / f"harness-decode-{_digest(files, str(cuda.nvcc))}.o"
+    with _Lock(out_dir / ".build.lock"):
+        if not obj.is_file():
+            tmp = out_dir / f".{obj.name}.tmp"
+            _run([cuda.nvcc, "-c", "-O2", "-std=c++17", "-Xcompiler", "-fPIC", *_gencode([75]), src, "-o", tmp],
+                 "nvcc (harness kernels)", verbose)
+            os.replace(tmp, obj)
+    return obj
+
+
 def build_plugin_harness(include_dir: Path, out_dir: Path, verbose: bool = False, sanitize: bool = True) -> Path:
     """Link the CPU plugin harness for one header set: plugin object (strict flags) + harness + the CUDA kernels
     (nvcc) + static cudart. The harness defines the two libnvinfer symbols the plugin uses (getPluginRegistry,
@@ -646,9 +660,7 @@ def build_plugin_harness(include_dir: Path, out_dir: Path, verbose: bool = False
     out_dir.mkdir(parents=True, exist_ok=True)
     files = _check_sources((HARNESS_SOURCE, CUDA_SOURCE, PLUGIN_SOURCE) + PLUGIN_HEADERS + CUDA_HEADERS)
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if sanitize else []
-    cu_o = out_dir / "decode_sm75.o"
-    _run([cuda.nvcc, "-c", "-O2", "-std=c++17", "-Xcompiler", "-fPIC", *_gencode([75]), files[1], "-o", cu_o],
-         "nvcc (harness kernels)", verbose)
+    cu_o = _harness_cuda_object(cuda, files[1], verbose)
     pl_o = compile_plugin_object(include_dir, out_dir / "plugin.o", cuda, cxx, extra=san, verbose=verbose)
     h_o = out_dir / "harness.o"
     _run([cxx, "-c", "-std=c++17", "-O1", "-g", *STRICT_FLAGS, *san, "-isystem", include_dir, "-isystem",

@@ -64,17 +64,22 @@ def load(verbose: bool = False):
 def decode_cuda(center_logits, ins, sem, seg_kernels, img_shape, ori_shape, ctr_score: float, mask_thr: float,
                 cate_score_thr: float, max_instances: int, max_maps: int | None = None) -> dict:
     """Fused decode of one image on the GPU. Inputs: CUDA tensors (center_logits (S,S)/(1,S,S), ins/sem (D,h,w),
-    seg_kernels (C,D)). max_maps=None returns exactly ``count`` maps (computes K slots and slices: one host sync
-    for the count). Returns dict(scores (K,), grid_index (K,) int64, count int, keep (K, C) bool,
-    part_maps (n, H, W) uint8), tensors on the input's device."""
+    seg_kernels (C,D)). max_maps=None returns exactly ``count`` maps: the peak step runs first (one small host
+    sync for the count) and only ``count`` full-size maps are allocated -- never K of them (K = 100 maps of a
+    3024 x 4032 original would be 1.2 GB). Returns dict(scores (K,), grid_index (K,) int64, count int,
+    keep (K, C) bool, part_maps (n, H, W) uint8), tensors on the input's device; part_maps owns its memory."""
     mod = load()
     ih, iw = (int(v) for v in img_shape)
     oh, ow = (int(v) for v in ori_shape)
     k = int(max_instances)
-    slots = k if max_maps is None else int(max_maps)
+    if max_maps is None:
+        _, _, cnt = mod.peaks(center_logits, float(ctr_score), k)
+        slots = int(cnt.item())
+    else:
+        slots = int(max_maps)
     scores, grid, count, keep, maps = mod.decode(center_logits, ins, sem, seg_kernels, ih, iw, oh, ow, float(ctr_score),
                                                  float(mask_thr), float(cate_score_thr), k, slots)
     n = int(count.item())
-    if max_maps is None:
-        maps = maps[:n]
+    if max_maps is None and n != slots:  # cannot happen (same peaks twice); never hand out a wrong-sized stack
+        raise KernelBuildError(f"CUDA decode: peak count {slots} then {n}")
     return dict(scores=scores, grid_index=grid.long(), count=n, keep=keep.bool(), part_maps=maps)
