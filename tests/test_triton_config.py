@@ -164,3 +164,20 @@ def test_configs_parse_as_model_config_and_match_the_contract(exported, tmp_path
                             dst = next(t for t in model["input"] if t["name"] == key)
                             assert (src["data_type"], _dims(src)) == (dst["data_type"], _dims(dst)), value
         assert {t["name"] for t in ens["output"]} <= produced
+
+
+def test_uniparser_triton_cli(exported, tmp_path, capsys):
+    from uniparser_sdk.cli import triton as cli
+
+    _, paths = exported
+    # a checkpoint (the embedded default model) is exported as products-v2 first
+    assert cli.main(["-o", str(tmp_path / "repo"), "--onnx", str(tmp_path / "m.onnx"), "--max-batch-size", "4",
+                     "--network-backend", "python", "--no-dynamic-batching"]) == 0
+    assert read_onnx_metadata(tmp_path / "m.onnx").layout == "products-v2"
+    net = (tmp_path / "repo" / rp.NETWORK / "config.pbtxt").read_text()
+    assert "max_batch_size: 4" in net and "dynamic_batching" not in net and 'backend: "python"' in net
+    assert (tmp_path / "repo" / rp.NETWORK / "1" / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
+    assert "wrote the model repository" in capsys.readouterr().out
+    # a products-v1 file: a usage error naming the fix, nothing written
+    assert cli.main([str(paths["products-v1"]), "-o", str(tmp_path / "v1")]) == 2
+    assert "products-v2" in capsys.readouterr().err and not (tmp_path / "v1").exists()
