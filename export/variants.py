@@ -15,6 +15,9 @@ name                       layout       precision  target       artefacts
 ``products-fp16-tensorrt`` products-v1  fp16       tensorrt     ``-fp16.onnx`` + FP16 engine
 ``plugin-fp32-tensorrt``   plugin-v1    fp32       tensorrt     ``-plugin.onnx`` (+ engine)
 ``plugin-fp16-tensorrt``   plugin-v1    fp16       tensorrt     ``-fp16-plugin.onnx`` (+ engine)
+``products-v2-fp32``       products-v2  fp32       onnxruntime  ``-products-v2.onnx``: thresholds per
+                                                                image (decode_params (batch, 3))
+``products-v2-fp32-tensorrt`` products-v2 fp32     tensorrt     its engine
 ``raw-fp32``               raw-v1       fp32       (none)       ``-raw.onnx``: the network only, the
                                                                 input of the plugin rewrite
 =========================  ===========  =========  ===========  =====================================
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from uniparser_sdk.contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, PRECISIONS, get_layout
+from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2
 from uniparser_sdk.errors import UserInputError
 
 __all__ = ["Variant", "VARIANTS", "TARGETS", "GRAPH_PRECISIONS", "UnknownVariantError", "get_variant",
@@ -43,7 +47,7 @@ __all__ = ["Variant", "VARIANTS", "TARGETS", "GRAPH_PRECISIONS", "UnknownVariant
 TARGETS = {"onnxruntime": ".onnx", "tensorrt": ".engine"}
 #: graph precisions :mod:`uniparser_sdk.export.onnx_export` can write
 GRAPH_PRECISIONS = ("fp32", "fp16")
-_SHORT = {LAYOUT_PRODUCTS: "products", LAYOUT_PLUGIN: "plugin", LAYOUT_RAW: "raw"}
+_SHORT = {LAYOUT_PRODUCTS: "products", LAYOUT_PRODUCTS_V2: "products-v2", LAYOUT_PLUGIN: "plugin", LAYOUT_RAW: "raw"}
 
 
 class UnknownVariantError(UserInputError):
@@ -132,6 +136,9 @@ VARIANTS = (
     Variant("plugin-fp32-tensorrt", LAYOUT_PLUGIN, "fp32", "tensorrt",
             "network + the fused UniParserDecode plugin node (thresholds baked in)"),
     Variant("plugin-fp16-tensorrt", LAYOUT_PLUGIN, "fp16", "tensorrt", "plugin-v1 with a half-precision network"),
+    Variant("products-v2-fp32", LAYOUT_PRODUCTS_V2, "fp32", "onnxruntime",
+            "products with decode_params (batch, 3): thresholds per image (Triton batching)"),
+    Variant("products-v2-fp32-tensorrt", LAYOUT_PRODUCTS_V2, "fp32", "tensorrt", "TensorRT engine of products-v2-fp32"),
     Variant("raw-fp32", LAYOUT_RAW, "fp32", None, "network only (input of the plugin rewrite; not run by Parser)"),
 )
 _BY_NAME = {v.name: v for v in VARIANTS}
