@@ -181,3 +181,20 @@ def test_uniparser_triton_cli(exported, tmp_path, capsys):
     # a products-v1 file: a usage error naming the fix, nothing written
     assert cli.main([str(paths["products-v1"]), "-o", str(tmp_path / "v1")]) == 2
     assert "products-v2" in capsys.readouterr().err and not (tmp_path / "v1").exists()
+
+
+def test_parser_reads_products_v2_like_v1(exported):
+    from uniparser_sdk.runtime import Parser
+
+    _, paths = exported
+    samples = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "uniparser_sdk" / "assets"
+                      / "samples").glob("*.png"))[:2]
+    with Parser(paths["products-v1"], device="cpu") as p1, Parser(paths["products-v2"], device="cpu") as p2:
+        assert p2.layout == "products-v2"
+        for s in samples:
+            a, b = p1.predict(str(s)), p2.predict(str(s))
+            assert a.num_persons > 0 and a.persons == b.persons
+        # a batch with per-call thresholds: v2 is fed one row per image by the backend
+        a = p1.predict_batch([str(s) for s in samples], ctr_score=0.35)
+        b = p2.predict_batch([str(s) for s in samples], ctr_score=0.35)
+        assert [r.persons for r in a] == [r.persons for r in b]

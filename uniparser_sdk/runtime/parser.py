@@ -38,6 +38,7 @@ import numpy as np
 from ..classes import classes_for
 from ..io_utils import imread
 from ..contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
+from ..contract.layouts import PRODUCTS_LAYOUTS
 from .finish import finish_plugin, finish_products, finish_raw
 from .cpus import resolve_threads
 from .preprocess import DEFAULT_SCALE, SIZE_DIVISOR, ImageMeta, Normalization, pad_size, preprocess_batch
@@ -365,7 +366,7 @@ class Parser:
         layout = self.layout
         classes = self._classes_for_outputs(outputs, index)
         limit = opts.get("max_instances")
-        if layout == LAYOUT_PRODUCTS:
+        if layout in PRODUCTS_LAYOUTS:  # products-v1 and -v2: the same outputs
             return finish_products(outputs, meta, classes, index, max_instances=limit, source=source,
                                    mask_thr=float(opts["mask_thr"]))
         if layout == LAYOUT_PLUGIN:
