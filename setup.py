@@ -19,6 +19,11 @@ VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "uniparser_sdk/__init__.
 
 packages = find_packages(include=["uniparser_sdk", "uniparser_sdk.*"])
 packages += ["uniparser_sdk.export", "uniparser_sdk.benchmarks"]
+# kernels/ (C++/CUDA sources, no Python) ships as data of a package directory inside uniparser_sdk.fused, so that
+# `python -m uniparser_sdk.fused.build --all` can build the CPU twin, the CUDA op and the TensorRT plugin from a wheel
+KERNEL_SOURCES = ["*.h", "*.cpp", "*.cu", "CMakeLists.txt", "*.md", "trt_plugin/*.h", "trt_plugin/*.cpp",
+                  "torch_op/*.cpp", "testing/*.cpp"]
+packages += ["uniparser_sdk.fused.kernel_sources"]
 
 TORCH = ["torch==2.13.0"]
 EXPORT = ["onnx>=1.16", "onnxsim>=0.4"]
@@ -44,8 +49,9 @@ setup(
     package_dir={
         "uniparser_sdk.export": "export",
         "uniparser_sdk.benchmarks": "benchmarks",
+        "uniparser_sdk.fused.kernel_sources": "kernels",
     },
-    package_data={"uniparser_sdk": ["assets/*", "assets/**/*"]},
+    package_data={"uniparser_sdk": ["assets/*", "assets/**/*"], "uniparser_sdk.fused.kernel_sources": KERNEL_SOURCES},
     install_requires=["numpy>=1.23", "opencv-python-headless>=4.8", "onnxruntime>=1.25", "tqdm"],
     extras_require=extras,
     entry_points={"console_scripts": [
