@@ -341,8 +341,11 @@ def _session(onnx_model, extra_outputs=()):
     import onnxruntime as ort
 
     data = _with_outputs(onnx_model, extra_outputs) if extra_outputs else onnx_model
+    from uniparser_sdk.runtime.cpus import available_cpus
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = available_cpus()  # the CPUs this process may use, not the host's
     return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
 
 

@@ -79,3 +79,30 @@ def test_batch_pads_to_largest():
     assert all(m.pad_shape == (1216, 1216) for m in metas)
     with pytest.raises(ValueError):
         preprocess_batch([])
+
+
+def test_normalization_from_metadata():
+    from uniparser_sdk.runtime.preprocess import IMAGENET, Normalization
+
+    assert Normalization.from_meta(None) == IMAGENET == Normalization.from_meta({})
+    n = Normalization.from_meta({"mean": [1, 2, 3], "std": [1, 1, 2], "color": "BGR"})
+    assert n.color == "bgr" and n.mean == (1.0, 2.0, 3.0)
+    img = np.zeros((1, 2, 3), np.uint8)
+    img[0, 0] = (10, 20, 30)  # B, G, R
+    np.testing.assert_allclose(normalize(img, n)[0, 0], [9, 18, 13.5])  # BGR order kept
+    np.testing.assert_allclose(normalize(img, {"mean": [0, 0, 0], "std": [1, 1, 1]})[0, 0], [30, 20, 10])
+    np.testing.assert_array_equal(normalize(img), normalize(img, IMAGENET))
+    for bad in ({"color": "yuv"}, {"std": [1, 0, 1]}, {"mean": [1, 2]}, {"mean": "abc"}):
+        with pytest.raises(ValueError):
+            Normalization.from_meta(bad)
+
+
+def test_batch_mixed_colour_orders_and_padding():
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    batch, metas = preprocess_batch([bgr, bgr[:, :, ::-1].copy(), bgr[:20]], scale=(64, 48), color=["bgr", "rgb", "bgr"])
+    np.testing.assert_array_equal(batch[0], batch[1])
+    h, w = metas[2].img_shape
+    assert not batch[2][:, h:].any() and not batch[2][:, :, w:].any()  # padding stays exactly 0
+    with pytest.raises(ValueError):
+        preprocess_batch([bgr, bgr], color=["bgr"])

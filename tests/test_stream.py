@@ -327,3 +327,44 @@ def test_cli_ctrl_c_leaves_valid_outputs(model_path, scenes, tmp_path):
     cap.release()
     assert n == len(lines)  # every parsed frame is in the finalised video
     assert sorted(p.name for p in out.iterdir()) == ["long.jsonl", "long_overlay.mp4"]
+
+
+# ------------------------------------------------------------------------------ normalisation from the metadata
+
+def _with_normalization(src, dst, norm):
+    import onnx
+
+    from uniparser_sdk.contract import PREFIX
+
+    proto = onnx.load(str(src))
+    for p in proto.metadata_props:
+        if p.key == PREFIX + "normalization":
+            p.value = json.dumps(norm)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_normalisation_once_from_metadata(model_path, parser, scenes, tmp_path):
+    """A model that wants BGR input gets BGR: same numbers as the RGB model fed the channel-swapped image."""
+    from uniparser_sdk.contract.constants import MEAN_RGB, STD_RGB
+    from uniparser_sdk.runtime.preprocess import Normalization, preprocess
+
+    bgr_model = _with_normalization(model_path, tmp_path / "bgr.onnx",
+                                    {"mean": list(MEAN_RGB), "std": list(STD_RGB), "color": "bgr"})
+    img = scenes[1]
+    with Parser(bgr_model, device="cpu", scale=SCALE) as p:
+        assert p._norm == Normalization(MEAN_RGB, STD_RGB, "bgr") and not hasattr(p, "_renormalize")
+        swapped = img[:, :, ::-1].copy()
+        same(p.predict(img), parser.predict(swapped))
+        same(p.predict(swapped, color="rgb"), parser.predict(img, color="rgb"))  # input order honoured too
+    # custom statistics: the batch the backend sees is (pixel - mean) / std, computed once
+    norm = {"mean": [10.0, 20.0, 30.0], "std": [2.0, 4.0, 8.0], "color": "rgb"}
+    x, meta = preprocess(img, scale=(384, 288), norm=norm)
+    h, w = meta.img_shape
+    rgb = img[:, :, ::-1].astype(np.float32)
+    np.testing.assert_allclose(x[0, :, :h, :w], ((rgb - [10, 20, 30]) / [2, 4, 8]).transpose(2, 0, 1), rtol=1e-6)
+    custom = _with_normalization(model_path, tmp_path / "custom.onnx", norm)
+    with Parser(custom, device="cpu", scale=SCALE) as p:
+        assert p._norm == Normalization.from_meta(norm)
+    with pytest.raises(ValueError, match="color"):
+        Parser(_with_normalization(model_path, tmp_path / "bad.onnx", {"color": "yuv"}), device="cpu")

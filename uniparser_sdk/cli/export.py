@@ -238,6 +238,11 @@ def run(args, log) -> int:
             raise UsageError(f"checkpoint not found: {model_path}")
         if not model_path.is_file():
             raise UsageError(f"not a file: {model_path}")
+        if model_path.suffix.lower() in (".onnx", ".engine", ".plan", ".trt"):
+            kind = "an ONNX model" if model_path.suffix.lower() == ".onnx" else "a TensorRT engine"
+            raise UsageError(f"{model_path} is already {kind}: {PROG} exports a PyTorch checkpoint (.pth/.pt, ours "
+                             f"or an official mmdetection one) to ONNX. Run this file as it is: uniparser-predict "
+                             f"{model_path} IMAGES..., or Parser({str(model_path)!r}) in Python")
         shown = str(model_path)
     out = Path(args.output) if args.output else _default_output(None if args.model is None else model_path,
                                                                 variant.onnx_suffix)
