@@ -585,3 +585,33 @@ def test_cuda_op_hand_built_and_slots():
         np.testing.assert_array_equal(maps[:2], ref.part_maps.numpy())
         assert not maps[2:].any()
         np.testing.assert_array_equal(out["keep"].cpu().numpy(), ref.keep.numpy())
+
+
+@pytest.mark.gpu
+def test_cuda_op_allocates_only_count_maps_and_refuses_k_above_grid_limit():
+    from uniparser_sdk.fused import torch_op
+    if not torch_op.is_available():
+        pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
+    scene = two_person_scene()
+    dev = [torch.from_numpy(np.ascontiguousarray(a)).cuda() for a in scene]
+    out = torch_op.decode_cuda(*dev, (60, 75), (120, 150), 0.2, 0.5, 0.3, 100)  # K = 100 slots, 2 persons
+    assert out["count"] == 2 and tuple(out["part_maps"].shape) == (2, 120, 150)
+    assert out["part_maps"].untyped_storage().nbytes() == 2 * 120 * 150  # not a view of K maps
+    with pytest.raises(RuntimeError, match="overflow|grid"):
+        torch_op.decode_cuda(*dev, (60, 75), (60, 75), 0.2, 0.5, 0.3, 65535 * 32 + 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mask_thr", [0.3, 0.45, 0.6])
+@pytest.mark.parametrize("img,ori", PHOTO_PAIRS[:2] + [((90, 120), (120, 90))])
+def test_cuda_op_mask_thr_and_photo_sizes(mask_thr, img, ori):
+    from uniparser_sdk.fused import torch_op
+    if not torch_op.is_available():
+        pytest.skip("CUDA op unavailable (no CUDA torch / GPU / nvcc)")
+    hp, wp = -(-img[0] // 32) * 32, -(-img[1] // 32) * 32
+    scene = structured_scene(7, S=40, D=16, h=hp // 4, w=wp // 4, C=7, persons=3, parts=3)
+    ref, cpu_out = run_both(*scene, img, ori, mask_thr=mask_thr, k=5)
+    out = torch_op.decode_cuda(*[torch.from_numpy(a).cuda() for a in scene], img, ori, 0.2, mask_thr, 0.3, 5)
+    assert out["count"] == ref.count
+    np.testing.assert_array_equal(out["keep"].cpu().numpy(), ref.keep.numpy())
+    np.testing.assert_array_equal(out["part_maps"].cpu().numpy(), ref.part_maps.numpy())
