@@ -32,7 +32,9 @@ extras = {
     "train": TORCH + ["tqdm"],
     "export": TORCH + EXPORT,
     "gpu": ["onnxruntime-gpu>=1.25"],  # DeformConv kernels from 1.25 (DESIGN §9)
-    "trt": ["tensorrt>=10.1", "pycuda"],
+    # TensorRT 10.x and 11.x (tested: 10.16 and 11.4 bindings); CUDA memory via cuda-python, or pycuda
+    "trt": ["tensorrt>=10.1,<12", "cuda-python>=12.6"],
+    "trt-pycuda": ["tensorrt>=10.1,<12", "pycuda>=2024.1"],
     # Triton client (uniparser_sdk.serving.TritonParserClient); the server side needs only this SDK
     "serving": ["tritonclient[http,grpc]>=2.41"],
     "dev": TORCH + EXPORT + ["pytest>=7", "tqdm"],

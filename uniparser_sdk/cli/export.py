@@ -135,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plugin-lib", metavar="LIB.so",
                    help="shared library with the UniParserDecode plugin, for --engine --plugin (default: "
                         "$UNIPARSER_TRT_PLUGIN, else kernels/build/libuniparser_trt_plugin.so)")
+    g.add_argument("--check-trt", metavar="MODEL.onnx",
+                   help="only check MODEL.onnx against the TensorRT ONNX parser's operator matrix (ops, data types, "
+                        "UINT8 rules, restrictions; every --engine export runs this check first) and exit: 0 "
+                        "compatible, 1 violations (each naming node and rule)")
+    g.add_argument("--trt-operators", metavar="operators.md",
+                   help="onnx-tensorrt's operator matrix (default: $UNIPARSER_TRT_OPERATORS, else "
+                        "../shared/third_party/onnx-tensorrt/operators-10.1.md beside the repository)")
     g.add_argument("--min-size", type=_positive_int, default=320, metavar="N", help="profile min side (default 320)")
     g.add_argument("--opt-size", type=_hw, default=(800, 1344), metavar="HxW",
                    help="profile opt shape (default 800x1344)")
@@ -206,7 +213,33 @@ def _default_timing_cache(env: dict) -> Path:
     return base / f"tensorrt-{env['tensorrt_version']}-sm{env['compute_capability'].replace('.', '')}.timing"
 
 
+def _check_trt(args) -> int:
+    """``--check-trt MODEL.onnx``: the static TensorRT ONNX-parser check alone (0 pass, 1 violations)."""
+    from uniparser_sdk.export import trt_check as tc
+    from uniparser_sdk.fused import PLUGIN_NAME
+
+    path = Path(args.check_trt)
+    if not path.is_file():
+        raise UsageError(f"--check-trt: ONNX file not found: {path}")
+    try:
+        report = tc.check_onnx(path, matrix=args.trt_operators, plugins=[PLUGIN_NAME])
+    except tc.OperatorMatrixNotFound as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:  # not an ONNX file
+        raise UsageError(f"--check-trt: cannot read {path} as an ONNX model ({type(exc).__name__}: {exc})") from None
+    print(report.format(), flush=True)
+    if not report.ok:
+        print(f"{PROG}: error: {path} breaks {len(report.violations)} TensorRT ONNX-parser rule(s); first: "
+              f"{report.violations[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def run(args, log) -> int:
+    if args.trt_operators:  # the --engine export's check reads it from there
+        os.environ["UNIPARSER_TRT_OPERATORS"] = str(args.trt_operators)
+    if args.check_trt:
+        return _check_trt(args)
     variant = _resolve_variant(args)
     step_total = 3 if args.engine else 2
     # ---- validate everything cheap before any work

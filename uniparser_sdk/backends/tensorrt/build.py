@@ -1,11 +1,24 @@
-"""ONNX -> TensorRT engine (TensorRT 10 Python API), plus the engine's JSON sidecar.
+"""ONNX -> TensorRT engine, for TensorRT 10.x and 11.x, plus the engine's JSON sidecar.
 
-Thin on purpose: everything that needs no GPU -- the optimisation-profile shapes, the sidecar format
-and the compatibility test -- is plain Python and unit-tested; :func:`build_engine` only calls the
-documented TensorRT 10 API (``Builder``, ``create_network(0)`` (explicit batch is the only mode),
-``OnnxParser.parse``/``get_error``, ``create_builder_config``, ``set_memory_pool_limit(WORKSPACE)``,
-``BuilderFlag.FP16``, ``create_optimization_profile``/``set_shape``/``add_optimization_profile``,
-``create_timing_cache``/``set_timing_cache``/``serialize``, ``build_serialized_network``).
+Thin on purpose: everything that needs no GPU -- the optimisation-profile shapes, the sidecar format,
+the compatibility test, the static ONNX check -- is plain Python and unit-tested; :func:`build_engine`
+only calls the TensorRT Python API, and every name it uses is declared in
+:mod:`uniparser_sdk.backends.tensorrt.api` and tested against the real 10.16 and 11.4 bindings.
+
+Version-aware by feature detection (``hasattr`` on the real module, never the version string):
+
+* precision, the strongly-typed way: the engine's precision is the ONNX's. The network is created
+  ``STRONGLY_TYPED`` where the flag exists (TensorRT >= 10; accepted and ignored by 11.x, where strong
+  typing is permanent), so an FP16 engine is built from the FP16 ONNX (``uniparser-export --fp16``).
+  ``fp16=True`` on a float32 ONNX needs ``BuilderFlag.FP16`` (TensorRT 10 only, weakly typed network):
+  on 11.x that is one clear error telling to export the FP16 ONNX. INT8 is only possible through Q/DQ
+  nodes in the ONNX (no calibrator API: 11.x removed it).
+* ``Builder.platform_has_fast_fp16`` (gone in 11.x) is only read where it exists.
+* plugins: :mod:`.plugin` asks the registry before loading (``loadLibrary`` returns null for an already
+  registered library).
+
+Before TensorRT sees the graph, :func:`uniparser_sdk.export.trt_check.require_trt_compatible` checks it
+against the TensorRT ONNX parser's operator matrix (clear error naming node and rule).
 ``tensorrt`` is imported lazily; this module imports without it (and without torch).
 
 The sidecar ``<engine>.json`` carries what the runtime needs besides the plan: the model's
@@ -35,7 +48,8 @@ DEFAULT_OPT = (800, 1344)  # (height, width): 1333x800 padded to multiples of 32
 DEFAULT_MAX_SIDE = 1344
 DEFAULT_BATCH = (1, 1, 4)
 DEFAULT_WORKSPACE = 4 << 30
-INSTALL_HINT = "pip install 'uniparser-sdk[trt]' (TensorRT >= 10.1 and an NVIDIA GPU with its driver)"
+INSTALL_HINT = "pip install 'uniparser-sdk[trt]' (TensorRT >= 10.1, < 12 and an NVIDIA GPU with its driver)"
+SUPPORTED_MAJORS = (10, 11)  # the [trt] extra's tested range: tensorrt>=10.1,<12
 
 
 class TensorRTUnavailable(UniParserError, RuntimeError):
@@ -95,7 +109,7 @@ def read_sidecar(engine_or_sidecar_path) -> dict:
 
 
 def require_tensorrt():
-    """Import tensorrt (10.x) or raise :class:`TensorRTUnavailable` with a clear message."""
+    """Import tensorrt (10.x or 11.x) or raise :class:`TensorRTUnavailable` with a clear message."""
     try:
         import tensorrt as trt  # noqa: F401
     except ImportError as exc:
@@ -155,19 +169,49 @@ def check_environment() -> dict:
 # build (GPU only; not exercised by the CPU test suite)
 
 
-def load_plugin_library(trt, plugin_lib) -> None:
-    """Register the plugins of a shared library before parsing (plugin registry, else ctypes)."""
-    plugin_lib = Path(plugin_lib)
-    if not plugin_lib.is_file():
-        raise EngineBuildError(f"plugin library not found: {plugin_lib}")
-    registry = trt.get_plugin_registry()
-    if hasattr(registry, "load_library"):
-        if registry.load_library(str(plugin_lib)) is None:
-            raise EngineBuildError(f"TensorRT could not load the plugin library {plugin_lib}")
-    else:  # pragma: no cover - older bindings
-        import ctypes
+def load_plugin_library(trt, plugin_lib) -> str:
+    """Register the plugin of a shared library before parsing (idempotent: see :mod:`.plugin`)."""
+    from .plugin import PluginLoadError, load_plugin_library as _load
 
-        ctypes.CDLL(str(plugin_lib), mode=ctypes.RTLD_GLOBAL)
+    try:
+        return _load(trt, plugin_lib)
+    except PluginLoadError as exc:
+        raise EngineBuildError(str(exc)) from None
+
+
+def onnx_is_fp16(data: bytes) -> bool:
+    """Whether the ONNX computes in FP16 (a float16 initializer or graph tensor): uniparser-export --fp16."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    f16 = onnx.TensorProto.FLOAT16
+    g = proto.graph
+    return (any(t.data_type == f16 for t in g.initializer)
+            or any(vi.type.tensor_type.elem_type == f16 for vi in list(g.value_info) + list(g.output))
+            or any(a.t.data_type == f16 for n in g.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"))
+
+
+def precision_plan(trt, fp16_requested: bool, onnx_fp16: bool) -> dict:
+    """How to get the wanted precision from this TensorRT, by feature detection:
+    ``{"strongly_typed": bool, "fp16_flag": bool, "precision": "fp16" | "fp32"}``.
+    Raises :class:`EngineBuildError` when a float32 ONNX should become FP16 and this TensorRT has no
+    ``BuilderFlag.FP16`` (11.x)."""
+    has_strong = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    has_fp16_flag = hasattr(trt.BuilderFlag, "FP16")
+    if onnx_fp16 or not fp16_requested:
+        return {"strongly_typed": has_strong, "fp16_flag": False, "precision": "fp16" if onnx_fp16 else "fp32"}
+    if has_fp16_flag:  # TensorRT 10: a float32 ONNX, FP16 kernels chosen by the builder (weakly typed)
+        return {"strongly_typed": False, "fp16_flag": True, "precision": "fp16"}
+    raise EngineBuildError(
+        f"TensorRT {trt.__version__} has no BuilderFlag.FP16 (strong typing is permanent since 11.0): an FP16 "
+        "engine is built from an FP16 ONNX -- export it with `uniparser-export --fp16` and build from that file")
+
+
+def network_flags(trt, strongly_typed: bool) -> int:
+    """``create_network`` flags: explicit batch is the only mode in 10.x/11.x (0); STRONGLY_TYPED where asked."""
+    if not strongly_typed:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
 def _atomic_write_bytes(path: Path, data) -> None:
@@ -186,36 +230,57 @@ def _atomic_write_bytes(path: Path, data) -> None:
 
 
 def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | None = None,
-                 workspace: int = DEFAULT_WORKSPACE, timing_cache=None, plugin_lib=None, log=print) -> dict:
+                 workspace: int = DEFAULT_WORKSPACE, timing_cache=None, plugin_lib=None, log=print,
+                 check: bool = True, operators=None) -> dict:
     """Build a serialized engine from ``onnx_path`` and write it atomically to ``engine_path``.
 
-    ``profile``: ``{input: (min, opt, max)}`` for every dynamic input (default :func:`profile_shapes`);
-    ``timing_cache``: a file read if present and written back after the build; ``plugin_lib``: shared
-    library with the ``UniParserDecode`` plugin (needed for plugin-v1 graphs).
-    Returns ``{"tensorrt_version", "profile", "precision", "seconds"}``."""
+    ``fp16``: an FP16 engine; built strongly typed from an FP16 ONNX on every TensorRT, from a float32
+    ONNX only where ``BuilderFlag.FP16`` exists (10.x). ``profile``: ``{input: (min, opt, max)}`` for every
+    dynamic input (default :func:`profile_shapes`); ``timing_cache``: a file read if present and written
+    back after the build; ``plugin_lib``: shared library with the ``UniParserDecode`` plugin (needed for
+    plugin-v1 graphs). ``check``: run the static TensorRT ONNX-parser check first (``operators``: the
+    operator matrix path, see :mod:`uniparser_sdk.export.trt_check`).
+    Returns ``{"tensorrt_version", "profile", "precision", "seconds", "strongly_typed"}``."""
     import time
 
+    data = Path(onnx_path).read_bytes()
+    if check:
+        try:
+            from uniparser_sdk.export.trt_check import TrtCompatibilityError, require_trt_compatible
+        except ImportError as exc:
+            raise EngineBuildError(f"the TensorRT ONNX check needs onnx ({exc}): pip install 'uniparser-sdk[export]' "
+                                   "or pass check=False") from None
+        from ...fused import PLUGIN_NAME
+
+        try:
+            require_trt_compatible(data, matrix=operators, plugins=[PLUGIN_NAME], path=str(onnx_path))
+        except TrtCompatibilityError as exc:
+            raise EngineBuildError(f"{onnx_path} would not import into TensorRT: {exc}") from None
     trt = require_tensorrt()
     profile = profile or profile_shapes()
     logger = trt.Logger(trt.Logger.WARNING)
     if plugin_lib is not None:
         load_plugin_library(trt, plugin_lib)
     trt.init_libnvinfer_plugins(logger, "")
+    try:
+        onnx_fp16 = onnx_is_fp16(data)
+    except ImportError:  # no onnx package: the caller's fp16 describes the file (the CLI's case)
+        onnx_fp16 = bool(fp16)
+    plan_p = precision_plan(trt, fp16, onnx_fp16)
 
     builder = trt.Builder(logger)
     if builder is None:
         raise TensorRTUnavailable("TensorRT cannot create a builder (no usable CUDA GPU)")
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(network_flags(trt, plan_p["strongly_typed"]))
     parser = trt.OnnxParser(network, logger)
-    data = Path(onnx_path).read_bytes()
     if not parser.parse(data, str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise EngineBuildError(f"TensorRT could not parse {onnx_path}: " + " | ".join(errors or ["unknown error"]))
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
-    if fp16:
-        if not getattr(builder, "platform_has_fast_fp16", True):
+    if plan_p["fp16_flag"]:
+        if hasattr(builder, "platform_has_fast_fp16") and not builder.platform_has_fast_fp16:
             log("      warning: this GPU has no fast FP16; building anyway")
         config.set_flag(trt.BuilderFlag.FP16)
 
@@ -247,5 +312,40 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | Non
     _atomic_write_bytes(Path(engine_path), plan)
     if cache_path is not None:
         _atomic_write_bytes(cache_path, config.get_timing_cache().serialize())
-    return {"tensorrt_version": trt.__version__, "profile": profile,
-            "precision": "fp16" if fp16 else "fp32", "seconds": seconds}
+    return {"tensorrt_version": trt.__version__, "profile": profile, "precision": plan_p["precision"],
+            "seconds": seconds, "strongly_typed": plan_p["strongly_typed"]}
+
+
+def build_engine_with_sidecar(onnx_path, engine_path, *, fp16: bool = False, profile: dict | None = None,
+                              workspace: int = DEFAULT_WORKSPACE, timing_cache=None, plugin_lib=None,
+                              env: dict | None = None, log=print, check: bool = True, operators=None) -> dict:
+    """:func:`build_engine` plus the engine's sidecar (metadata read from the ONNX, TensorRT version, GPU,
+    profile, precision, plugin, ONNX sha256). ``env``: :func:`check_environment`'s dict (computed when
+    None). On any failure neither the engine nor the sidecar is left behind. Returns build_engine's dict."""
+    import hashlib
+
+    from ...contract import read_onnx_metadata
+
+    env = env or check_environment()
+    profile = profile or profile_shapes()
+    engine_path = Path(engine_path)
+    built = build_engine(onnx_path, engine_path, fp16=fp16, profile=profile, workspace=workspace,
+                         timing_cache=timing_cache, plugin_lib=plugin_lib, log=log, check=check, operators=operators)
+    try:
+        meta = read_onnx_metadata(onnx_path)
+        plugin = None
+        if plugin_lib is not None:
+            from ...fused import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
+            plugin = {"name": PLUGIN_NAME, "version": PLUGIN_VERSION, "namespace": PLUGIN_NAMESPACE,
+                      "library": str(plugin_lib)}
+        digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
+        sidecar = make_sidecar(meta, tensorrt_version=built["tensorrt_version"],
+                               compute_capability=env["compute_capability"], profile=profile,
+                               precision=built["precision"], plugin=plugin, gpu_name=env.get("gpu_name", ""),
+                               onnx_sha256=digest)
+        write_sidecar(engine_path, sidecar)
+    except BaseException:
+        engine_path.unlink(missing_ok=True)
+        raise
+    return built

@@ -1,13 +1,15 @@
-"""TensorRT backend (``.engine`` / ``.plan``), written against the TensorRT 10 Python API.
+"""TensorRT backend (``.engine`` / ``.plan``), for the TensorRT 10.x and 11.x Python API.
 
-- ``import tensorrt`` and the CUDA bindings (pycuda, else cuda-python) happen lazily in the constructor,
-  with a message naming the ``trt`` extra when they are missing.
+- ``import tensorrt`` and the CUDA memory layer (:mod:`.cuda`: cuda-python by default, pycuda as the
+  alternative) happen lazily in the constructor, with a message naming the ``trt`` extra when missing.
+  Every TensorRT name used here is declared in :mod:`.api` and tested against the real bindings.
 - The engine's sidecar ``<engine>.json`` (format, reader and compatibility rule:
   :mod:`uniparser_sdk.backends.tensorrt.sidecar`, shared with the exporter) gives the model metadata; before
   deserialising, the TensorRT version and the GPU's compute capability are checked against it and a
   mismatch is refused with a clear message (engines are tied to both).
 - One execution context and one explicit CUDA stream **per thread** (``threading.local``); per context,
-  device + page-locked host buffers are allocated once per input shape (small LRU) and reused.
+  device + page-locked host buffers are allocated once per input shape (small LRU) and reused; copies
+  are asynchronous on the thread's stream.
 - Every call sets the input shape with ``context.set_input_shape`` and checks the result against the
   optimisation profile (``engine.get_tensor_profile_shape(name, 0)``), then binds addresses with
   ``set_tensor_address`` and runs ``execute_async_v3(stream)``.
@@ -97,130 +99,11 @@ def allocation_plan(tensors: Sequence[tuple[str, Sequence[int], Any]]) -> "Order
     return plan
 
 
-# --------------------------------------------------------------------------------------------
-# CUDA bindings: pycuda (preferred) or cuda-python
-# --------------------------------------------------------------------------------------------
-
-class _PyCuda:
-    name = "pycuda"
-
-    def __init__(self, device_index: int):
-        self.cuda = cuda = require("pycuda.driver", "the TensorRT backend")
-        cuda.init()
-        self.dev = cuda.Device(device_index)
-        self.ctx = self.dev.retain_primary_context()  # shared with TensorRT (runtime API)
-
-    def compute_capability(self) -> tuple[int, int]:
-        return tuple(self.dev.compute_capability())
-
-    @contextmanager
-    def active(self):
-        self.ctx.push()
-        try:
-            yield
-        finally:
-            self.cuda.Context.pop()
-
-    def stream(self):
-        s = self.cuda.Stream()
-        return s, int(s.handle)
-
-    def alloc(self, nbytes: int):
-        mem = self.cuda.mem_alloc(int(nbytes))
-        return mem, int(mem)
-
-    def host(self, shape, dtype) -> np.ndarray:
-        return self.cuda.pagelocked_empty(tuple(shape), dtype)
-
-    def htod(self, dev_mem, host: np.ndarray, stream) -> None:
-        self.cuda.memcpy_htod_async(dev_mem, host, stream)
-
-    def dtoh(self, host: np.ndarray, dev_mem, stream) -> None:
-        self.cuda.memcpy_dtoh_async(host, dev_mem, stream)
-
-    def sync(self, stream) -> None:
-        stream.synchronize()
-
-    def free(self, dev_mem) -> None:
-        dev_mem.free()
-
-    def free_stream(self, stream) -> None:
-        pass  # pycuda streams are released with their Python object
-
-    def close(self) -> None:
-        try:
-            self.ctx.detach()
-        except Exception:  # pragma: no cover - already released
-            pass
-
-
-class _CudaPython:
-    name = "cuda-python"
-
-    def __init__(self, device_index: int):
-        try:
-            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-        except ImportError:
-            cudart = require("cuda.cudart", "the TensorRT backend")
-        self.rt = cudart
-        self.index = device_index
-        self._check(cudart.cudaSetDevice(device_index))
-
-    def _check(self, res):
-        err = res[0] if isinstance(res, tuple) else res
-        if int(err) != 0:
-            raise RuntimeError(f"CUDA error {err}")
-        return res[1] if isinstance(res, tuple) and len(res) == 2 else res
-
-    def compute_capability(self) -> tuple[int, int]:
-        prop = self._check(self.rt.cudaGetDeviceProperties(self.index))
-        return int(prop.major), int(prop.minor)
-
-    @contextmanager
-    def active(self):
-        self._check(self.rt.cudaSetDevice(self.index))
-        yield
-
-    def stream(self):
-        s = self._check(self.rt.cudaStreamCreate())
-        return s, int(s)
-
-    def alloc(self, nbytes: int):
-        ptr = self._check(self.rt.cudaMalloc(int(nbytes)))
-        return ptr, int(ptr)
-
-    def host(self, shape, dtype) -> np.ndarray:
-        return np.empty(tuple(shape), dtype)  # pageable; the copies are then synchronous
-
-    def htod(self, dev_mem, host, stream) -> None:
-        self._check(self.rt.cudaMemcpyAsync(dev_mem, host.ctypes.data, host.nbytes,
-                                            self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-
-    def dtoh(self, host, dev_mem, stream) -> None:
-        self._check(self.rt.cudaMemcpyAsync(host.ctypes.data, dev_mem, host.nbytes,
-                                            self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
-
-    def sync(self, stream) -> None:
-        self._check(self.rt.cudaStreamSynchronize(stream))
-
-    def free(self, dev_mem) -> None:
-        self.rt.cudaFree(dev_mem)
-
-    def free_stream(self, stream) -> None:
-        self.rt.cudaStreamDestroy(stream)
-
-    def close(self) -> None:
-        pass
-
-
 def _cuda_bindings(device_index: int):
-    try:
-        return _PyCuda(device_index)
-    except MissingDependency as first:
-        try:
-            return _CudaPython(device_index)
-        except MissingDependency:
-            raise first from None
+    """The CUDA memory layer (:mod:`.cuda`): cuda-python by default, pycuda as the alternative."""
+    from .cuda import cuda_binding
+
+    return cuda_binding(device_index)
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +113,7 @@ def _cuda_bindings(device_index: int):
 @dataclass
 class _Buffers:
     shape: tuple
-    host: dict  # name -> page-locked numpy array
+    host: dict  # name -> page-locked numpy array (from the CUDA adapter)
     device: dict  # name -> (allocation, int pointer)
 
 
@@ -294,17 +177,25 @@ class TensorRTBackend(Backend):
         self._states_lock = threading.Lock()
 
     def _load_plugin_library(self) -> None:
-        """Register the UniParserDecode plugin (plugin-v1 engines): the library named in the sidecar,
-        looked up next to the engine, else ``UNIPARSER_TRT_PLUGIN`` / ``kernels/build``."""
-        from ... import fused as kernels
+        """Register the UniParserDecode plugin (plugin-v1 engines), unless it already is: the library named
+        in the sidecar, looked up next to the engine, else ``UNIPARSER_TRT_PLUGIN`` / ``kernels/build``."""
+        import os
 
+        from ... import fused as kernels
+        from .plugin import load_plugin_library, plugin_registered
+
+        if plugin_registered(self._trt):
+            return
         info = self.sidecar.raw.get("plugin") or {}
         lib = info.get("library") if isinstance(info, dict) else None
         path = None
         if lib:
             cand = Path(lib) if Path(lib).is_absolute() else Path(self.path).parent / lib
             path = cand if cand.is_file() else None
-        kernels.load_trt_plugin(path)
+        if path is None:
+            path = Path(os.environ.get("UNIPARSER_TRT_PLUGIN") or kernels.KERNELS_DIR / "build"
+                        / kernels.PLUGIN_LIBRARY_NAME)
+        load_plugin_library(self._trt, path)
 
     # ---- shapes --------------------------------------------------------------------------------
 
@@ -360,6 +251,11 @@ class TensorRTBackend(Backend):
         for mem, _ in buf.device.values():
             try:
                 self._cuda.free(mem)
+            except Exception:  # pragma: no cover
+                pass
+        for arr in buf.host.values():
+            try:
+                self._cuda.free_host(arr)
             except Exception:  # pragma: no cover
                 pass
         buf.device.clear()
