@@ -283,17 +283,8 @@ def check_onnx(model, matrix=None, plugins: Iterable[str] = (), path: str | None
                 if a.name == "value":
                     consts[node.output[0]] = a.t
                     types[node.output[0]] = _dtype_name(a.t.data_type)
-    graph_inputs = {i.name for i in g.input} - set(consts)
     graph_outputs = {o.name for o in g.output}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    producer, consumers = {}, {}
-    for node in g.node:
-        for o in node.output:
-            if o:
-                producer[o] = node
-        for i in node.input:
-            if i:
-                consumers.setdefault(i, []).append(node)
 
     report = TrtCheckReport(path=path, matrix=mat.source, num_nodes=len(g.node))
     bad = report.violations
@@ -436,7 +427,6 @@ def check_onnx(model, matrix=None, plugins: Iterable[str] = (), path: str | None
             val = const_value(node.input[2])
             if val is None or bool(val.reshape(-1)[0]):
                 v("restriction", "Dropout `training_mode` must be an initializer that evaluates to False")
-    del graph_inputs, producer, consumers
     return report
 
 
