@@ -14,6 +14,7 @@ from uniparser_sdk.backends.openvino import convert as C  # noqa: E402
 from uniparser_sdk.backends.openvino.calibrate import calibration_images  # noqa: E402
 from uniparser_sdk.cli import quantize as Q  # noqa: E402
 from uniparser_sdk.contract import read_onnx_metadata  # noqa: E402
+from uniparser_sdk.contract.layouts import RAW_V1  # noqa: E402
 from uniparser_sdk.errors import UserInputError  # noqa: E402
 from uniparser_sdk.runtime.parser import Parser  # noqa: E402
 
@@ -106,15 +107,21 @@ def test_ir_metadata_round_trip_and_refusals(onnx_model, tmp_path):
         C.convert_onnx(onnx_model, tmp_path / "x.xml", "fp8")
 
 
-def test_bf16_keeps_the_decode_in_fp32(onnx_model):
-    model = C.read_onnx(onnx_model)
-    marked = C.keep_decode_in_fp32(model)
-    ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
-    mm = [op for n, op in ops.items() if op.get_type_name() == "MatMul"]
-    assert mm and all(C.KEEP_FP32 in op.get_rt_info() for op in mm)  # the cosine products
-    convs = [op for op in ops.values() if op.get_type_name() in ("Convolution", "DeformableConvolution")]
-    assert convs and not any(C.KEEP_FP32 in op.get_rt_info() for op in convs)  # the network is not
-    assert marked >= len(mm)
+def test_bf16_runs_the_network_in_bf16_and_the_decode_in_fp32(onnx_model, tmp_path):
+    C.convert_onnx(onnx_model, tmp_path / "m.xml", "bf16", log=lambda *a: None)
+    network, decode = C.split_network_and_decode(tmp_path / "m.xml")
+    assert {p.get_any_name() for p in network.inputs} == {"images"}
+    assert sorted(p.get_any_name() for p in network.outputs) == sorted(RAW_V1.output_names)
+    assert {p.get_any_name() for p in decode.inputs} >= set(RAW_V1.output_names) | {"decode_params"}
+    assert {"Convolution", "DeformableConvolution"}.isdisjoint(op.get_type_name() for op in decode.get_ordered_ops())
+    x = np.random.default_rng(1).standard_normal((1, 3, 128, 160)).astype(np.float32)
+    with Parser(tmp_path / "m.xml") as p:
+        prof = p.backend.profile(x, np.array([0.2, 0.5, 0.3], np.float32))
+    matmuls = [k for stage, _, t, k, _ in prof if t == "MatMul"]
+    assert matmuls and all("f32" in k for k in matmuls), matmuls  # the cosine products
+    convs = [k for stage, _, t, k, _ in prof if t == "Convolution"]
+    if "avx512_bf16" in open("/proc/cpuinfo").read():  # a CPU with native bf16 runs the network in it
+        assert any("bf16" in k for k in convs), convs
 
 
 def test_bf16_and_int8_parity_report(onnx_model, tmp_path):

@@ -9,8 +9,8 @@ Precision (stored as ``ModelMeta.precision`` and applied when the IR is compiled
 
 - ``fp32``: everything in float32 (``INFERENCE_PRECISION_HINT=f32``);
 - ``bf16``: the network in bfloat16 on CPUs with AVX512-BF16 / AMX; the decode (cosine products,
-  thresholds) stays float32: every node downstream of the network's three raw tensors is marked to keep
-  its precision;
+  thresholds) stays float32: the runner compiles the network and the decode as two models
+  (:func:`split_network_and_decode`), the decode with ``INFERENCE_PRECISION_HINT=f32``;
 - ``int8``: convolutions quantised to int8 (:mod:`.calibrate`), DeformConv and the decode in float.
 
 The IR is two files; both are written to temporary names and renamed (the ``.bin`` first, the ``.xml``
@@ -33,7 +33,6 @@ from ...errors import UniParserError, UserInputError
 RT_INFO_ROOT = "uniparser"
 #: runtime precision hint of each stored precision
 PRECISION_HINT = {"fp32": "f32", "bf16": "bf16", "int8": "bf16", "fp16": "f16"}
-KEEP_FP32 = "disable_fp16_compression_0"  # rt_info key OpenVINO's precision passes respect
 
 
 class OpenVINOConversionError(UniParserError, RuntimeError):
@@ -94,27 +93,64 @@ def _port_names(port) -> set:
         return set()
 
 
-def keep_decode_in_fp32(model) -> int:
-    """Mark every node downstream of the raw network tensors (center_logits, ins_feats, sem_feats) to keep
-    float32 under a bf16/f16 precision hint. Returns the number of nodes marked (0 for a raw-v1 model,
-    whose graph ends at those tensors)."""
+def _raw_ports(model) -> dict:
     raw = set(RAW_V1.output_names)
-    frontier = []
+    out = {}
     for op in model.get_ordered_ops():
-        for out in op.outputs():
-            if _port_names(out) & raw:
-                frontier.extend(t.get_node() for t in out.get_target_inputs())
-    seen = set()
-    while frontier:
-        node = frontier.pop()
-        key = node.get_friendly_name()
-        if key in seen or node.get_type_name() in ("Result",):
+        for port in op.outputs():
+            for name in _port_names(port) & raw:
+                out.setdefault(name, port)
+    return out
+
+
+def _reaches(model_results, param) -> bool:
+    """Whether ``param`` is an ancestor of any of ``model_results``."""
+    seen, stack = set(), [r for r in model_results]
+    while stack:
+        node = stack.pop()
+        key = node.get_friendly_name()  # unique in a model (wrapper objects are not stable)
+        if key in seen:
             continue
         seen.add(key)
-        node.get_rt_info()[KEEP_FP32] = ""
-        for out in node.outputs():
-            frontier.extend(t.get_node() for t in out.get_target_inputs())
-    return len(seen)
+        if node.get_friendly_name() == param.get_friendly_name() and node.get_type_name() == "Parameter":
+            return True
+        stack.extend(i.get_source_output().get_node() for i in node.inputs())
+    return False
+
+
+def split_network_and_decode(path):
+    """Two OpenVINO models from one UniParser IR: the network (``images`` -> center_logits, ins_feats,
+    sem_feats) and the decode (those three tensors [+ decode_params] -> the layout's outputs), so the
+    network can run at low precision while the decode (cosine products, thresholds) runs in float32.
+    Returns ``(network, decode)``; ``decode`` is None for raw-v1 models (their outputs are the raw tensors).
+
+    (Marking decode nodes with OpenVINO's keep-precision rt_info is not enough: the CPU plugin still runs
+    some marked MatMuls in bf16, and the marks do not survive IR serialisation.)"""
+    ov = openvino()
+    core = ov.Core()
+    net_src, dec_src = core.read_model(str(path)), core.read_model(str(path))
+    raw = RAW_V1.output_names
+    net_ports = _raw_ports(net_src)
+    if sorted(net_ports) != sorted(raw):
+        raise OpenVINOConversionError(f"{path}: the IR does not expose the network tensors {list(raw)} "
+                                      f"(found {sorted(net_ports)}); convert it again with this SDK")
+    images = [p for p in net_src.get_parameters() if "images" in _port_names(p.output(0))]
+    network = ov.Model([net_ports[n] for n in raw], images, "uniparser-network")
+    if {r.input(0).get_source_output().get_any_name() for r in dec_src.get_results()} <= set(raw):
+        return network, None  # raw-v1: nothing after the network
+    dec_ports = _raw_ports(dec_src)
+    params = []
+    for n in raw:
+        port = dec_ports[n]
+        param = ov.opset8.parameter(port.get_partial_shape(), port.get_element_type(), name=n)
+        param.output(0).set_names({n})
+        for target in list(port.get_target_inputs()):
+            target.replace_source_output(param.output(0))
+        params.append(param)
+    results = dec_src.get_results()
+    keep = [p for p in dec_src.get_parameters() if _reaches(results, p)]
+    decode = ov.Model(results, params + keep, "uniparser-decode")
+    return network, decode
 
 
 def set_meta(model, meta: ModelMeta) -> None:
@@ -172,10 +208,8 @@ def convert_onnx(onnx_path, xml_path, precision: str = "bf16", *, calibration=No
     if precision == "int8":
         from .calibrate import quantize_int8
         model = quantize_int8(model, meta, calibration, progress=progress, log=log)
-    marked = keep_decode_in_fp32(model) if precision != "fp32" else 0
     meta.precision = precision
     set_meta(model, meta)
     save_ir(model, xml_path)
-    log(f"wrote {xml_path} (+ .bin): OpenVINO IR, layout {meta.layout}, {precision}"
-        + (f", decode kept in fp32 ({marked} nodes)" if marked else ""))
+    log(f"wrote {xml_path} (+ .bin): OpenVINO IR, layout {meta.layout}, {precision}")
     return meta
