@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.py
 	touch $@
 
 test: venv
-	$(PY) -m uniparser_sdk.kernels.build --cuda-check
+	$(PY) -m uniparser_sdk.fused.build --cuda-check
 	$(PY) -m pytest -q tests
 
 test-gpu: venv
@@ -38,10 +38,10 @@ demo: venv
 	@echo "demo outputs in $(DEMO)/"
 
 kernels: venv
-	$(PY) -m uniparser_sdk.kernels.build
+	$(PY) -m uniparser_sdk.fused.build --all
 
 cuda-check: venv
-	$(PY) -m uniparser_sdk.kernels.build --cuda-check
+	$(PY) -m uniparser_sdk.fused.build --cuda-check --trt-check
 
 clean:
 	rm -rf build kernels/build out .pytest_cache
