@@ -196,16 +196,11 @@ def _resolve_variant(args):
 
 
 def _default_plugin_lib() -> str | None:
-    """UNIPARSER_TRT_PLUGIN, else kernels/build/<library> when it was built there."""
-    env = os.environ.get("UNIPARSER_TRT_PLUGIN")
-    if env:
-        return env
-    try:
-        from uniparser_sdk import kernels
-    except ImportError:
-        return None
-    cand = Path(kernels.KERNELS_DIR) / "build" / kernels.PLUGIN_LIBRARY_NAME
-    return str(cand) if cand.is_file() else None
+    """UNIPARSER_TRT_PLUGIN, else the library ``python -m uniparser_sdk.fused.build --trt`` wrote."""
+    from uniparser_sdk.fused import default_plugin_path
+
+    cand = default_plugin_path()
+    return str(cand) if os.environ.get("UNIPARSER_TRT_PLUGIN") or cand.is_file() else None
 
 
 def _default_timing_cache(env: dict) -> Path:
