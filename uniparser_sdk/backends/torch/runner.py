@@ -43,8 +43,10 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, path, device: str = "auto", providers=None, max_instances: Optional[int] = None,
-                 config=None, **_ignored):
+                 config=None, threads: Optional[int] = None, **_ignored):
         torch = require("torch", "running .pth checkpoints")
+        if threads is not None:  # torch's intra-op pool is process-wide: set only when asked
+            torch.set_num_threads(int(threads))
         from ...model.end_to_end import EndToEnd
         from ...model.checkpoint import load_model
 
