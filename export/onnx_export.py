@@ -44,11 +44,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta, get_layout
-from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2, PRODUCTS_LAYOUTS
+from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2, PRODUCTS_LAYOUTS, RAW_V1
 from uniparser_sdk.contract import read_onnx_metadata as read_metadata  # noqa: F401  (used by the CLI)
 
-from uniparser_sdk.model.end_to_end import INPUT_NAMES, OUTPUT_NAMES, RAW_OUTPUT_NAMES, EndToEnd
+from uniparser_sdk.model.end_to_end import EndToEnd
 from uniparser_sdk.errors import UniParserError
+
+from .declare import declare_io
 
 DEFAULT_OPSET = 19
 SUPPORTED_OPSETS = (19, 20)  # DeformConv needs 19; 20 is the TorchScript exporter's maximum
@@ -57,21 +59,6 @@ DEFAULT_SAMPLE_HW = (256, 352)
 SIZE_DIVISOR = 32
 PRODUCER = "uniparser-sdk"
 
-BATCH, HEIGHT, WIDTH = "batch", "height", "width"
-FEAT_H, FEAT_W = "feat_height", "feat_width"
-
-_DYNAMIC_AXES = {
-    "images": {0: BATCH, 2: HEIGHT, 3: WIDTH},
-    "scores": {0: BATCH},
-    "num_instances": {0: BATCH},
-    "grid_index": {0: BATCH},
-    "instance_masks": {0: BATCH, 2: FEAT_H, 3: FEAT_W},
-    "keep": {0: BATCH},
-    "cat_conf": {0: BATCH, 2: FEAT_H, 3: FEAT_W},
-    "center_logits": {0: BATCH},
-    "ins_feats": {0: BATCH, 2: FEAT_H, 3: FEAT_W},
-    "sem_feats": {0: BATCH, 2: FEAT_H, 3: FEAT_W},
-}
 
 
 class ExportError(UniParserError, RuntimeError):
@@ -423,22 +410,22 @@ def trace_to_onnx(model, *, layout: str = LAYOUT_PRODUCTS, opset: int = DEFAULT_
     h, w = sample_hw
     images = torch.zeros(1, 3, h, w)
     images.normal_(generator=torch.Generator().manual_seed(0))
+    decl = get_layout(layout)
     if layout in PRODUCTS_LAYOUTS:
         module = ProductsWithRaw(net, max_instances).eval()
         # products-v1: one set of thresholds (3,); products-v2: one row per image (batch, 3)
         params = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float32)
-        args = (images, params if layout == LAYOUT_PRODUCTS else params[None])
-        input_names, output_names = list(INPUT_NAMES), list(OUTPUT_NAMES) + list(RAW_OUTPUT_NAMES)
+        args = (images, params if decl.spec("decode_params").rank == 1 else params[None])
+        # the raw tensors are traced as extra outputs, then kept as value_info for the parity check
+        input_names, output_names = list(decl.input_names), list(decl.output_names) + list(RAW_V1.output_names)
     elif layout == LAYOUT_RAW:
         module = RawFloat(net).eval()
         args = (images,)
-        input_names, output_names = ["images"], list(RAW_OUTPUT_NAMES)
+        input_names, output_names = list(decl.input_names), list(decl.output_names)
     else:
         raise ValueError(f"cannot trace layout {layout!r}: use {LAYOUT_PRODUCTS!r} or {LAYOUT_RAW!r} "
                          "(the plugin layout is a rewrite of raw-v1)")
-    axes = {k: v for k, v in _DYNAMIC_AXES.items() if k in input_names + output_names}
-    if layout == LAYOUT_PRODUCTS_V2:
-        axes.update(get_layout(layout).dynamic_axes(["decode_params"]))
+    axes = decl.dynamic_axes(input_names + output_names)
     buf = io.BytesIO()
     import warnings
     with torch.no_grad(), warnings.catch_warnings():
@@ -494,7 +481,8 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
         seconds["simplify"] = time.perf_counter() - t0
 
     if layout in PRODUCTS_LAYOUTS:
-        _move_outputs_to_value_info(proto, set(RAW_OUTPUT_NAMES))
+        _move_outputs_to_value_info(proto, set(RAW_V1.output_names))
+    declare_io(proto, meta)
     set_metadata(proto, meta)
     t0 = time.perf_counter()
     check_model(proto)
@@ -520,6 +508,7 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
 
     if postprocess is not None:
         proto, meta = postprocess(proto, meta)
+        declare_io(proto, meta)
         set_metadata(proto, meta)
         check_model(proto)
         data = proto.SerializeToString()

@@ -26,11 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from uniparser_sdk.contract.layouts import PRODUCTS_V1, RAW_V1
 from uniparser_sdk.contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS
 
-INPUT_NAMES = ["images", "decode_params"]
-OUTPUT_NAMES = ["scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf"]
-RAW_OUTPUT_NAMES = ["center_logits", "ins_feats", "sem_feats"]
+# the products layouts' tensor names, in the order forward() returns them (declared in the contract)
+INPUT_NAMES = list(PRODUCTS_V1.input_names)
+OUTPUT_NAMES = list(PRODUCTS_V1.output_names)
+RAW_OUTPUT_NAMES = list(RAW_V1.output_names)
 LAYOUT = "products-v1"
 
 

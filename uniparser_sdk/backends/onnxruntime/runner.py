@@ -53,7 +53,6 @@ def check_onnxruntime_version(ort) -> None:
             f"upgrade with: pip install -U 'onnxruntime>={need}' (GPU: 'onnxruntime-gpu>={need}')")
 
 
-
 def choose_providers(device: str, available: Sequence[str], providers=None) -> list:
     """Execution providers to request for ``device`` given the ``available`` ones (pure function)."""
     if providers is not None:
@@ -131,6 +130,12 @@ class OnnxRuntimeBackend(Backend):
     @property
     def output_names(self) -> list[str]:
         return list(self._output_names)
+
+    @property
+    def intra_op_threads(self) -> Optional[int]:
+        """Intra-op threads of the session, read back from it (0: ONNX Runtime's default); None once closed."""
+        sess = self._sess
+        return None if sess is None else int(sess.get_session_options().intra_op_num_threads)
 
     @property
     def seg_kernels(self):

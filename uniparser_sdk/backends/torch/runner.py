@@ -73,8 +73,7 @@ class TorchBackend(Backend):
         p = torch.from_numpy(decode_params_feed(self.meta.layout, decode_params, x.shape[0])).to(self.device)
         with torch.inference_mode():
             outs = self.end_to_end(x, p)
-        names = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
-        return {n: o.detach().cpu().numpy() for n, o in zip(names, outs)}
+        return {n: o.detach().cpu().numpy() for n, o in zip(self.meta.contract.output_names, outs)}
 
     def _release(self) -> None:
         dev = self.device
