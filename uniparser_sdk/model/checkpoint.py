@@ -105,7 +105,9 @@ def file_sha256(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path, training_state: bool = False) -> dict:
+    """The checkpoint's dict through the safe path. ``training_state=True`` keeps the optimizer/scheduler
+    entries (resuming a run needs them); otherwise they are dropped after the safe load."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -123,7 +125,7 @@ def read_checkpoint(path) -> dict:
                               f"{str(exc).splitlines()[0]}") from exc
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict checkpoint, got {type(obj).__name__}")
-    for key in IGNORED_ENTRIES:
+    for key in () if training_state else IGNORED_ENTRIES:
         obj.pop(key, None)
     if isinstance(obj.get("meta"), dict):
         obj["meta"] = _plain(obj["meta"])

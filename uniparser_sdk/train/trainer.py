@@ -359,7 +359,7 @@ class Trainer:
         else:
             path = Path(spec)
         try:
-            obj = read_checkpoint(path)
+            obj = read_checkpoint(path, training_state=True)
         except Exception as exc:
             raise TrainingError(f"cannot resume: {exc}") from exc
         if "optimizer" not in obj or "iteration" not in obj:
