@@ -22,15 +22,9 @@ DEFAULT_MODEL = __import__("pathlib").Path(__import__("uniparser_sdk").__file__)
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory):
-    """The embedded default model exported at one size (its parity runs at another)."""
-    from uniparser_sdk.export import onnx_export as ox
-    from uniparser_sdk.model.checkpoint import load_model
-
-    d = tmp_path_factory.mktemp("ov")
-    model, info = load_model(DEFAULT_MODEL)
-    ox.export_onnx(model, d / "m.onnx", ox.build_meta(model, info), sample_hw=(256, 320), log=lambda *a: None)
-    return d / "m.onnx"
+def onnx_model(exported):
+    """The embedded default model, exported once per session (tests/conftest.py) at 256x320."""
+    return exported("products-v1")
 
 
 def _deformconv_model(path, with_bias=True):
