@@ -26,7 +26,7 @@ test-gpu: venv
 
 DEMO := out/demo
 # held-out synthetic scenes for the demo's evaluation (seed never used in training)
-DEMO_EVAL := --dataset synthetic --num-images 100 --synthetic-seed 31337 --synthetic-size 288x384 --synthetic-persons 1-4
+DEMO_EVAL := --dataset synthetic --num-images 100 --synthetic-seed 31337 --synthetic-size 384x288 --synthetic-persons 1-4
 
 demo: venv
 	@echo "== 1/3 export the embedded default model to ONNX (parity report below)"

@@ -36,7 +36,7 @@ def run_one(mode: str, seed: int, args, size) -> dict:
 
     from uniparser_sdk.data import SyntheticScenes
     from uniparser_sdk.model.checkpoint import load_model
-    from uniparser_sdk.train.evaluate import evaluate_outputs, network_outputs, tune_decode
+    from uniparser_sdk.train.validation import evaluate_outputs, network_outputs, tune_decode
     from uniparser_sdk.train.trainer import TrainConfig, Trainer
 
     work = os.path.join(args.work_dir, f"{mode}_seed{seed}")

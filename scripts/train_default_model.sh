@@ -38,7 +38,7 @@ end=$(date +%s)
 echo "training time: $((end - start)) s" | tee "$WORK/training_time.txt"
 
 mkdir -p "$(dirname "$OUT")"
-"$PY" -m uniparser_sdk.train.evaluate "$WORK/stage2/final.pth" --synthetic 100 --seed 500 --size 288,384 \
+"$PY" -m uniparser_sdk.cli.tune "$WORK/stage2/final.pth" --synthetic 100 --seed 500 --size 384x288 \
     --tune --write "$OUT" --threads 2 > "$WORK/val_tuning.json"
-"$PY" -m uniparser_sdk.train.evaluate "$OUT" --synthetic 200 --seed 1000 --size 288,384 \
+"$PY" -m uniparser_sdk.cli.tune "$OUT" --synthetic 200 --seed 1000 --size 384x288 \
     --threads 2 | tee "$WORK/test_metrics.json"

@@ -16,7 +16,7 @@ from uniparser_sdk.evaluation.predictions import (PredictionFolder, PredictionFo
 from uniparser_sdk.results import ParseResult
 
 SEED, SIZE, N = 4321, (96, 128), 6
-SYN = ["--dataset", "synthetic", "--synthetic-seed", str(SEED), "--synthetic-size", f"{SIZE[0]}x{SIZE[1]}",
+SYN = ["--dataset", "synthetic", "--synthetic-seed", str(SEED), "--synthetic-size", f"{SIZE[1]}x{SIZE[0]}",
        "--num-images", str(N), "--no-progress"]
 
 

@@ -26,7 +26,7 @@ def test_lr_schedule():
 
 def test_short_run_learns_and_writes_loadable_checkpoints(tmp_path):
     from uniparser_sdk.data import SyntheticScenes
-    from uniparser_sdk.train.evaluate import evaluate_model
+    from uniparser_sdk.train.validation import evaluate_model
 
     cfg = TrainConfig(**SMALL, work_dir=str(tmp_path / "run"), iters=100, batch_size=4, lr=5e-4, bn_train=True,
                       synthetic_size=(96, 128), log_every=10, steps=(1000,))

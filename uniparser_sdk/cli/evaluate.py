@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from .common import UserError, run_cli
+from .common import UserError, parse_size, run_cli
 
 PROG = "uniparser-eval"
 METRICS = (("AP50", "AP^p_50"), ("APvol", "AP^p_vol"), ("PCP50", "PCP_50"), ("mIoU", "mIoU"))
@@ -28,12 +28,13 @@ METRICS = (("AP50", "AP^p_50"), ("APvol", "AP^p_vol"), ("PCP50", "PCP_50"), ("mI
 # ---- argument parsing ---------------------------------------------------------------------------
 
 def _size(text: str) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected HxW, e.g. 384x512, got {text!r}")
-    h, w = int(m[1]), int(m[2])
+    """WIDTHxHEIGHT -> (H, W), at least 32x32."""
+    try:
+        h, w = parse_size(text, "--synthetic-size")
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"synthetic scenes must be at least 32x32, got {h}x{w}")
+        raise argparse.ArgumentTypeError(f"synthetic scenes must be at least 32x32, got {w}x{h}")
     return h, w
 
 
@@ -83,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the first N images only (synthetic: generate N; default 100)")
     g.add_argument("--synthetic-seed", type=int, default=1234, metavar="SEED",
                    help="seed of the synthetic scenes (default: 1234)")
-    g.add_argument("--synthetic-size", type=_size, default=(384, 512), metavar="HxW",
-                   help="synthetic image size, height x width (default: 384x512)")
+    g.add_argument("--synthetic-size", type=_size, default=(384, 512), metavar="WIDTHxHEIGHT",
+                   help="synthetic image size, width x height like every size of the SDK's CLIs "
+                        "(default: 512x384)")
     g.add_argument("--synthetic-persons", type=_persons, default=(1, 4), metavar="MIN-MAX",
                    help="persons per synthetic scene (default: 1-4)")
     g.add_argument("--synthetic-labels", choices=("auto", "cihp", "mhp"), default="auto",
