@@ -37,7 +37,11 @@ extras = {
     "trt-pycuda": ["tensorrt>=10.1,<12", "pycuda>=2024.1"],
     # Triton client (uniparser_sdk.serving.TritonParserClient); the server side needs only this SDK
     "serving": ["tritonclient[http,grpc]>=2.41"],
-    "dev": TORCH + EXPORT + ["pytest>=7", "tqdm"],
+    # low-precision CPU inference: OpenVINO IR (bf16 on AVX512-BF16/AMX CPUs, int8 via NNCF calibration)
+    "openvino": ["openvino>=2026.0", "nncf>=3.0"],
+    # reading our COCO files with the reference tools (the SDK's RLE codec is its own)
+    "coco": ["pycocotools>=2.0.7"],
+    "dev": TORCH + EXPORT + ["pytest>=7", "tqdm", "openvino>=2026.0", "nncf>=3.0", "pycocotools>=2.0.7"],
 }
 
 setup(
@@ -61,6 +65,8 @@ setup(
         "uniparser-params=uniparser_sdk.cli.params:main",
         "uniparser-export=uniparser_sdk.cli.export:main",
         "uniparser-triton=uniparser_sdk.cli.triton:main",
+        "uniparser-quantize=uniparser_sdk.cli.quantize:main",
+        "uniparser-tune=uniparser_sdk.cli.tune:main",
         "uniparser-eval=uniparser_sdk.cli.evaluate:main",
         "uniparser-train=uniparser_sdk.cli.train:main",
         "uniparser-bench=uniparser_sdk.cli.bench:main",
