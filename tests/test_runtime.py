@@ -491,7 +491,7 @@ def test_onnx_path_never_imports_torch(models, images, tmp_path):
             r.draw(np.zeros((64, 80, 3), np.uint8))
         from uniparser_sdk.cli.predict import main
         rc = main([{str(models['onnx'])!r}, {str(folder)!r}, "-o", {str(tmp_path / 'out')!r}, "-q",
-                   "--scale", "{SCALE[0]}", "{SCALE[1]}"])
+                   "--scale", "{SCALE[0]}x{SCALE[1]}"])
         assert rc == 0, rc
         assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
         print("NO-TORCH-OK")
@@ -520,7 +520,7 @@ def test_cli_folder(models, images, tmp_path, capsys, onnx_parser):
     atomic_imwrite(src / "sub" / "c.png", images[2])
     (src / "notes.txt").write_text("ignored")
     out = tmp_path / "out"
-    rc, stdout, err = _cli([models["onnx"], src, "-o", out, "-r", "--device", "cpu", "--scale", *SCALE,
+    rc, stdout, err = _cli([models["onnx"], src, "-o", out, "-r", "--device", "cpu", "--scale", "x".join(map(str, SCALE)),
                             "--mhp", "--cihp", "--json-parts"], capsys)
     assert rc == 0, err
     assert "done: 3 image(s)" in stdout
@@ -555,7 +555,7 @@ def test_cli_globs_videos_and_errors(models, images, tmp_path, capsys):
         vw.write(np.roll(images[1], 8 * i, axis=1))
     vw.release()
     out = tmp_path / "out"
-    common = ["--device", "cpu", "--scale", *SCALE, "-q"]
+    common = ["--device", "cpu", "--scale", "x".join(map(str, SCALE)), "-q"]
     rc, stdout, err = _cli([models["onnx"], str(src / "*.png"), video, "--every", "2", "-o", out, *common], capsys)
     assert rc == 0, err
     assert "done: 5 image(s)" in stdout  # a, b + frames 0, 2, 4

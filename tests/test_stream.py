@@ -233,7 +233,7 @@ def _cli(argv, capsys):
 def test_cli_video_outputs(model_path, parser, scenes, tmp_path, capsys):
     clip = write_video(tmp_path / "clip.avi", clip_frames(scenes, 7))
     out = tmp_path / "out"
-    rc, stdout, err = _cli([model_path, clip, "-o", out, "--device", "cpu", "--scale", *SCALE, "-q", "--every", "2",
+    rc, stdout, err = _cli([model_path, clip, "-o", out, "--device", "cpu", "--scale", "x".join(map(str, SCALE)), "-q", "--every", "2",
                             "--batch-size", "2", "--save-video", "--jsonl", "--json-parts", "--coco",
                             out / "coco.json", "--threads", "1"], capsys)
     assert rc == 0, err
@@ -281,7 +281,7 @@ def test_cli_stream_url_and_camera(model_path, scenes, tmp_path, capsys):
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/live.avi"
         out = tmp_path / "out"
-        rc, stdout, err = _cli([model_path, url, "-o", out, "--device", "cpu", "--scale", *SCALE, "-q", "--jsonl",
+        rc, stdout, err = _cli([model_path, url, "-o", out, "--device", "cpu", "--scale", "x".join(map(str, SCALE)), "-q", "--jsonl",
                                 "--max-frames", "3"], capsys)
     finally:
         srv.shutdown()
@@ -300,7 +300,7 @@ def test_cli_ctrl_c_leaves_valid_outputs(model_path, scenes, tmp_path):
     clip = write_video(tmp_path / "long.avi", clip_frames(scenes, 80))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "uniparser_sdk.cli.predict", str(model_path), str(clip), "-o", str(out), "--device",
-           "cpu", "--scale", *map(str, SCALE), "-q", "--save-video", "--jsonl", "--threads", "1"]
+           "cpu", "--scale", "x".join(map(str, SCALE)), "-q", "--save-video", "--jsonl", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90

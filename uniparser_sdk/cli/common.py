@@ -48,10 +48,12 @@ def size_arg(what: str = "size") -> Callable[[str], tuple[int, int]]:
     return _parse
 
 
-def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = ()) -> int:
+def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = (),
+            interrupted: str = "interrupted") -> int:
     """Run a CLI body and map errors to exit codes: user mistakes (``UserInputError``,
     ``FileNotFoundError``, ``user_errors``) -> 2, other SDK errors -> their ``exit_code`` (1),
-    Ctrl-C -> 130. Unexpected exceptions propagate (a bug deserves its traceback)."""
+    Ctrl-C -> 130 (``interrupted`` is the line printed, e.g. what was kept). Unexpected exceptions
+    propagate (a bug deserves its traceback)."""
     try:
         return int(body() or 0)
     except (UserInputError, FileNotFoundError, *user_errors) as exc:
@@ -61,5 +63,5 @@ def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = ()) 
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", EXIT_FAILED))
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -30,12 +30,12 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import EXIT_INTERRUPTED, EXIT_USAGE
-from .common import UserError
+from ..errors import EXIT_USAGE
+from .common import UserError, run_cli, size_arg
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".pbm", ".pgm", ".ppm", ".pnm", ".jp2")
@@ -154,6 +154,12 @@ def count_work(sources: list[Source], every: int, max_frames: Optional[int] = No
     return total
 
 
+def _scale(text: str) -> tuple[int, int]:
+    """``1333x800`` -> the (long, short) limits Parser takes."""
+    h, w = size_arg("--scale")(text)
+    return max(h, w), min(h, w)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="uniparser-predict",
@@ -194,8 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mask-thr", type=float, help="instance mask threshold")
     ap.add_argument("--cate-score-thr", type=float, help="category maskness threshold")
     ap.add_argument("--max-instances", type=int, help="keep at most this many persons per image")
-    ap.add_argument("--scale", type=int, nargs=2, metavar=("LONG", "SHORT"),
-                    help="resize limits (default: the model's, 1333 800)")
+    ap.add_argument("--scale", type=_scale, metavar="WIDTHxHEIGHT",
+                    help="keep-ratio resize limits, e.g. 1333x800 = long side <= 1333, short side <= 800 "
+                         "(default: the model's)")
     ap.add_argument("--mhp", action="store_true", help="also write MHPv2-layout per-person PNGs (OUT/mhp)")
     ap.add_argument("--cihp", action="store_true", help="also write CIHP-layout maps (OUT/cihp)")
     ap.add_argument("--json-parts", action="store_true", help="store one RLE mask per part in the JSON")
@@ -234,16 +241,9 @@ def _fmt_ms(t: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = build_parser()
-    args = ap.parse_args(argv)
-    try:
-        return _run(args)
-    except UsageError as exc:
-        print(f"uniparser-predict: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("uniparser-predict: interrupted; the outputs written so far are complete", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    args = build_parser().parse_args(argv)
+    return run_cli("uniparser-predict", lambda: _run(args),
+                   interrupted="interrupted; the outputs written so far are complete")
 
 
 class _Run:
