@@ -48,6 +48,53 @@ def size_arg(what: str = "size") -> Callable[[str], tuple[int, int]]:
     return _parse
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for options that must be >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def add_model_options(group) -> None:
+    """The options of every CLI that runs a model through :class:`~uniparser_sdk.runtime.parser.Parser`:
+    device, threads, low memory and the decode overrides."""
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--threads", type=positive_int, metavar="N",
+                       help="CPU threads of the network (default: the CPUs this process may use -- affinity "
+                            "and cgroup quota -- not the host's count)")
+    group.add_argument("--low-memory", action="store_true",
+                       help=".onnx: ONNX Runtime memory arena and memory patterns off (flat memory over "
+                            "varied image sizes; somewhat slower)")
+    group.add_argument("--ctr-score", type=float, metavar="T", help="override the model's center score threshold")
+    group.add_argument("--mask-thr", type=float, metavar="T", help="override the model's mask threshold")
+    group.add_argument("--cate-score-thr", type=float, metavar="T",
+                       help="override the model's category score threshold")
+    group.add_argument("--max-instances", type=positive_int, metavar="K",
+                       help="override the model's maximum number of persons per image")
+
+
+def open_parser(args, model, **kwargs):
+    """``Parser(model)`` with the options of :func:`add_model_options`; a model that cannot be loaded is a
+    :class:`UserError` naming it."""
+    from .._lazy import MissingDependency
+    from ..runtime.parser import Parser
+
+    decode = {k: getattr(args, k) for k in ("ctr_score", "mask_thr", "cate_score_thr", "max_instances")}
+    try:
+        return Parser(model, device=args.device, threads=args.threads, low_memory=args.low_memory,
+                      **kwargs, **{k: v for k, v in decode.items() if v is not None})
+    except (MissingDependency, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    except UserInputError:
+        raise
+    except (ImportError, ValueError, TypeError, RuntimeError, OSError) as exc:
+        raise UserError(f"cannot load model {model}: {exc}") from exc
+
+
 def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = (),
             interrupted: str = "interrupted") -> int:
     """Run a CLI body and map errors to exit codes: user mistakes (``UserInputError``,

@@ -19,7 +19,7 @@ import re
 import sys
 import time
 
-from .common import UserError, parse_size, run_cli
+from .common import UserError, add_model_options, open_parser, parse_size, positive_int, run_cli
 
 PROG = "uniparser-eval"
 METRICS = (("AP50", "AP^p_50"), ("APvol", "AP^p_vol"), ("PCP50", "PCP_50"), ("mIoU", "mIoU"))
@@ -49,16 +49,6 @@ def _persons(text: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset folder (LV-MHP-v2 / instance-level_human_parsing, or their parent); "
                         "required for mhp and cihp")
     g.add_argument("--split", default="val", choices=("train", "val"), help="dataset split (default: val)")
-    g.add_argument("--num-images", type=_positive_int, metavar="N",
+    g.add_argument("--num-images", type=positive_int, metavar="N",
                    help="evaluate the first N images only (synthetic: generate N; default 100)")
     g.add_argument("--synthetic-seed", type=int, default=1234, metavar="SEED",
                    help="seed of the synthetic scenes (default: 1234)")
@@ -93,20 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label set of the synthetic scenes (default: auto = the model's, CIHP for "
                         "predictions)")
 
-    m = ap.add_argument_group("model")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    m.add_argument("--ctr-score", type=float, metavar="T", help="override the model's center score threshold")
-    m.add_argument("--mask-thr", type=float, metavar="T", help="override the model's mask threshold")
-    m.add_argument("--cate-score-thr", type=float, metavar="T",
-                   help="override the model's category score threshold")
-    m.add_argument("--max-instances", type=_positive_int, metavar="K",
-                   help="override the model's maximum number of persons per image")
-    m.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="CPU threads of the network (default: the CPUs this process may use -- affinity "
-                        "and cgroup quota -- not the host's count)")
-    m.add_argument("--low-memory", action="store_true",
-                   help=".onnx: ONNX Runtime memory arena and memory patterns off (flat memory over "
-                        "varied image sizes; somewhat slower)")
+    add_model_options(ap.add_argument_group("model"))
 
     o = ap.add_argument_group("output")
     o.add_argument("--json", metavar="OUT", help="write the metrics and run details as JSON (atomic)")
@@ -157,16 +134,7 @@ def _open_dataset(args, label_set: str):
 
 
 def _open_model(args):
-    from ..runtime.parser import Parser
-    decode = {"ctr_score": args.ctr_score, "mask_thr": args.mask_thr, "cate_score_thr": args.cate_score_thr,
-              "max_instances": args.max_instances}
-    try:
-        return Parser(args.model, device=args.device, threads=args.threads, low_memory=args.low_memory,
-                      **{k: v for k, v in decode.items() if v is not None})
-    except FileNotFoundError:
-        raise
-    except (ImportError, ValueError, TypeError, RuntimeError, OSError) as exc:
-        raise UserError(f"cannot load model {args.model}: {exc}") from exc
+    return open_parser(args, args.model)
 
 
 def _dataset_desc(args, ds) -> dict:

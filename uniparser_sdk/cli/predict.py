@@ -35,7 +35,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import EXIT_USAGE
-from .common import UserError, run_cli, size_arg
+from .common import UserError, add_model_options, open_parser, run_cli, size_arg
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".pbm", ".pgm", ".ppm", ".pnm", ".jp2")
@@ -174,13 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("-o", "--output", default="uniparser_predictions", metavar="OUT",
                     help="output folder (default: %(default)s)")
     ap.add_argument("-r", "--recursive", action="store_true", help="also take images in sub-folders")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    ap.add_argument("--threads", type=int, metavar="N",
-                    help="CPU threads of the network (default: the CPUs this process may use -- affinity "
-                         "and cgroup quota -- not the host's count)")
-    ap.add_argument("--low-memory", action="store_true",
-                    help=".onnx: ONNX Runtime memory arena and memory patterns off (flat memory over varied "
-                         "image sizes; somewhat slower)")
+    add_model_options(ap)
     ap.add_argument("--every", type=int, default=1, metavar="N",
                     help="videos/cameras/streams: parse every N-th frame")
     ap.add_argument("--max-frames", type=int, metavar="N",
@@ -196,10 +190,6 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--coco", metavar="FILE",
                     help="also write all persons as one COCO results file (pycocotools' loadRes format; "
                          "image_id = the file stem, as an int when it is all digits)")
-    ap.add_argument("--ctr-score", type=float, help="center score threshold (model default if omitted)")
-    ap.add_argument("--mask-thr", type=float, help="instance mask threshold")
-    ap.add_argument("--cate-score-thr", type=float, help="category maskness threshold")
-    ap.add_argument("--max-instances", type=int, help="keep at most this many persons per image")
     ap.add_argument("--scale", type=_scale, metavar="WIDTHxHEIGHT",
                     help="keep-ratio resize limits, e.g. 1333x800 = long side <= 1333, short side <= 800 "
                          "(default: the model's)")
@@ -340,15 +330,11 @@ def _coco_id(stem: str):
 
 
 def _run(args) -> int:
-    from ..backends import UnknownModelType
-    from .._lazy import MissingDependency
-
     for opt in ("every", "batch_size"):
         if getattr(args, opt) < 1:
             raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
-    for opt in ("max_frames", "threads"):
-        if getattr(args, opt) is not None and getattr(args, opt) < 1:
-            raise UsageError(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UsageError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not 0.0 <= args.alpha <= 1.0:
         raise UsageError(f"--alpha must lie in [0, 1], got {args.alpha}")
     model = Path(args.model)
@@ -359,17 +345,7 @@ def _run(args) -> int:
     if out_root.exists() and not out_root.is_dir():
         raise UsageError(f"output path exists and is not a folder: {out_root}")
 
-    from ..runtime.parser import Parser
-
-    decode = {"ctr_score": args.ctr_score, "mask_thr": args.mask_thr, "cate_score_thr": args.cate_score_thr,
-              "max_instances": args.max_instances}
-    try:
-        parser = Parser(model, device=args.device, scale=args.scale, threads=args.threads,
-                        low_memory=args.low_memory, **decode)
-    except (UnknownModelType, MissingDependency, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    except (ValueError, TypeError, RuntimeError) as exc:
-        raise UsageError(f"cannot load model {model}: {exc}") from None
+    parser = open_parser(args, model, scale=args.scale)
 
     from tqdm import tqdm
 

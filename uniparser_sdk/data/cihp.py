@@ -126,6 +126,21 @@ def _out_of_range(lab: np.ndarray, num_classes: int):
     return int(bad[0]) if bad.size else None
 
 
+def read_person_labels(paths, image_shape, num_classes: int, dataset: str) -> list:
+    """One person's label PNG per path, each checked against the image size and the class range (255 is
+    kept: foreground without a part, as the official loaders read it)."""
+    persons = []
+    for path in paths:
+        lab = read_label_png(path)
+        if lab.shape != tuple(image_shape[:2]):
+            raise ValueError(f"{dataset} {path}: size {lab.shape} != image size {tuple(image_shape[:2])}")
+        bad = _out_of_range(lab, num_classes)
+        if bad is not None:
+            raise ValueError(f"{dataset} {path}: label {bad} >= {num_classes} classes (only 255 is allowed)")
+        persons.append(lab)
+    return persons
+
+
 def split_persons(cat: np.ndarray, hum: np.ndarray) -> list[tuple[int, np.ndarray]]:
     """A CIHP (category map, person-index map) pair -> ``[(person index k, uint8 part map of person k)]``,
     ascending k; persons without any part label are dropped."""
@@ -145,7 +160,25 @@ def _read_ids(path: str) -> list[str]:
     return [i[:-4] if i.lower().endswith((".jpg", ".png")) else i for i in ids]
 
 
-class CIHPDataset:
+class _CIHPSamples:
+    """What both CIHP readers share: the class list, split-name checking, iteration over samples."""
+
+    classes = CIHP_CLASSES
+    num_classes = len(CIHP_CLASSES)
+
+    @staticmethod
+    def _split_key(split, names: dict, accepted: str) -> str:
+        key = str(split).lower()
+        if key not in names:
+            raise ValueError(f"CIHP split must be {accepted}, got {split!r}")
+        return key
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+class CIHPDataset(_CIHPSamples):
     """CIHP split as a list of samples ``{"id", "image", "persons"}`` (see :mod:`uniparser_sdk.data`).
 
     ``split``: "train" / "val" (or "Training" / "Validation"). The layout is checked on construction:
@@ -155,13 +188,8 @@ class CIHPDataset:
     Category values must be < 20 or 255 (kept: foreground without a part); others raise ValueError.
     """
 
-    classes = CIHP_CLASSES
-    num_classes = len(CIHP_CLASSES)
-
     def __init__(self, root: str, split: str = "train", check_files: bool = True):
-        key = str(split).lower()
-        if key not in _SPLITS:
-            raise ValueError(f"CIHP split must be 'train' or 'val' (or 'Training'/'Validation'), got {split!r}")
+        key = self._split_key(split, _SPLITS, "'train' or 'val' (or 'Training'/'Validation')")
         root = os.fspath(root)
         if not os.path.isdir(root):
             raise FileNotFoundError(f"CIHP root not found: {root}")
@@ -215,10 +243,6 @@ class CIHPDataset:
             raise ValueError(f"{cat_p}: label {bad} >= {self.num_classes} CIHP classes (only 255 is allowed)")
         return {"id": sid, "image": image, "persons": [m for _, m in split_persons(cat, hum)]}
 
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
-
     def __repr__(self) -> str:
         return f"CIHPDataset(root={self.root!r}, split={self.split!r}, images={len(self)})"
 
@@ -226,7 +250,7 @@ class CIHPDataset:
 _RCNN_SETS = {"train": "train", "training": "train", "val": "val", "validation": "val"}
 
 
-class CIHPParsingRCNNDataset:
+class CIHPParsingRCNNDataset(_CIHPSamples):
     """CIHP in the Parsing R-CNN release layout (see the module docstring) as samples
     ``{"id", "image", "persons"}``: what the official UniParser code trains from.
 
@@ -237,13 +261,8 @@ class CIHPParsingRCNNDataset:
     other than 0..19 and 255 raise ValueError.
     """
 
-    classes = CIHP_CLASSES
-    num_classes = len(CIHP_CLASSES)
-
     def __init__(self, root: str, split: str = "train", check_files: bool = True):
-        key = str(split).lower()
-        if key not in _RCNN_SETS:
-            raise ValueError(f"CIHP split must be 'train' or 'val', got {split!r}")
+        key = self._split_key(split, _RCNN_SETS, "'train' or 'val'")
         root = os.fspath(root)
         self.root, self.split = root, _RCNN_SETS[key]
         self.json_path = os.path.join(root, f"CHIP_{self.split}.json")
@@ -283,21 +302,9 @@ class CIHPParsingRCNNDataset:
     def __getitem__(self, i: int) -> dict:
         name, parts = self._files[i]
         image = read_image(os.path.join(self.image_dir, name))
-        persons = []
-        for part in parts:
-            path = os.path.join(self.parsing_dir, part)
-            lab = read_label_png(path)
-            if lab.shape != image.shape[:2]:
-                raise ValueError(f"CIHP {path}: size {lab.shape} != image {name} {image.shape[:2]}")
-            bad = _out_of_range(lab, self.num_classes)
-            if bad is not None:
-                raise ValueError(f"{path}: label {bad} >= {self.num_classes} CIHP classes (only 255 is allowed)")
-            persons.append(lab)
+        persons = read_person_labels([os.path.join(self.parsing_dir, part) for part in parts], image.shape,
+                                     self.num_classes, "CIHP")
         return {"id": self.ids[i], "image": image, "persons": persons}
-
-    def __iter__(self):
-        for i in range(len(self)):
-            yield self[i]
 
     def __repr__(self) -> str:
         return f"CIHPParsingRCNNDataset(root={self.root!r}, split={self.split!r}, images={len(self)})"

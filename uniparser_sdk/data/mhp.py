@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from ..classes import MHP_V2_CLASSES
-from .cihp import _out_of_range, read_image, read_label_png
+from .cihp import read_image, read_person_labels
 from .synthetic import _checked_sample, _imwrite, _update_list
 
 __all__ = ["MHPv2Dataset", "write_mhp"]
@@ -113,15 +113,7 @@ class MHPv2Dataset:
     def __getitem__(self, i: int) -> dict:
         sid = self.ids[i]
         image = read_image(self._images[sid])
-        persons = []
-        for p in self._annos[sid]:
-            lab = read_label_png(p)
-            if lab.shape != image.shape[:2]:
-                raise ValueError(f"MHPv2 {p}: size {lab.shape} != image {self._images[sid]} {image.shape[:2]}")
-            bad = _out_of_range(lab, self.num_classes)
-            if bad is not None:
-                raise ValueError(f"MHPv2 {p}: label {bad} >= {self.num_classes} classes (only 255 is allowed)")
-            persons.append(lab)
+        persons = read_person_labels(self._annos[sid], image.shape, self.num_classes, "MHPv2")
         return {"id": sid, "image": image, "persons": persons}
 
     def __iter__(self):
