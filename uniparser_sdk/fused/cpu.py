@@ -127,16 +127,19 @@ def _center(center_logits) -> np.ndarray:
     return c
 
 
+def _slots(max_instances):
+    """K and the per-slot output buffers (scores, grid index -1, count) of the CPU entry points."""
+    k = int(max_instances)
+    if k < 1:
+        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+    return k, np.zeros(k, np.float32), np.full(k, -1, np.int32), np.zeros(1, np.int32)
+
+
 def peaks_cpu(center_logits, ctr_score: float, max_instances: int):
     """Step 1 only: (scores (K,) float32, grid_index (K,) int64, count)."""
     lib = load_library()
     c = _center(center_logits)
-    k = int(max_instances)
-    if k < 1:
-        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
-    scores = np.zeros(k, np.float32)
-    grid = np.full(k, -1, np.int32)
-    count = np.zeros(1, np.int32)
+    k, scores, grid, count = _slots(max_instances)
     _check(lib, lib.uniparser_decode_peaks_cpu(_ptr(c, _F32P), c.shape[0], k, float(ctr_score), _ptr(scores, _F32P),
                                                _ptr(grid, _I32P), _ptr(count, _I32P)))
     return scores, grid.astype(np.int64), int(count[0])
@@ -171,9 +174,7 @@ def decode_cpu(center_logits, ins, sem, seg_kernels, img_shape, ori_shape, ctr_s
     oh, ow = _pair("ori_shape", ori_shape)
     if ih > 4 * h or iw > 4 * w:
         raise ValueError(f"resized image {(ih, iw)} larger than the upsampled features {(4 * h, 4 * w)}")
-    k = int(max_instances)
-    if k < 1:
-        raise ValueError(f"max_instances must be >= 1, got {max_instances}")
+    k, scores, grid, count = _slots(max_instances)
     for name, v in (("ctr_score", ctr_score), ("mask_thr", mask_thr), ("cate_score_thr", cate_score_thr)):
         if np.isnan(float(v)):
             raise ValueError(f"{name} is NaN")
@@ -185,9 +186,6 @@ def decode_cpu(center_logits, ins, sem, seg_kernels, img_shape, ori_shape, ctr_s
     if max_maps < 0:
         raise ValueError(f"max_maps must be >= 0, got {max_maps}")
 
-    scores = np.zeros(k, np.float32)
-    grid = np.full(k, -1, np.int32)
-    count = np.zeros(1, np.int32)
     keep = np.zeros((k, n_cls), np.uint8)
     maps = np.empty((max_maps, oh, ow), np.uint8)
     maps_ptr = _ptr(maps, _U8P) if max_maps > 0 else None

@@ -5,20 +5,19 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+from ..contract.constants import DEFAULT_DECODE  # decode defaults and constants are declared once there
 
-# Fixed constants of the decode (DESIGN §3), declared once in the graph contract:
-from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS  # noqa: E402,F401
+DEPTH_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
     """Decode thresholds (DESIGN §3); stored in exported models, overridable at run time."""
 
-    ctr_score: float = 0.2
-    mask_thr: float = 0.5
-    cate_score_thr: float = 0.3
-    max_instances: int = 100
+    ctr_score: float = DEFAULT_DECODE["ctr_score"]
+    mask_thr: float = DEFAULT_DECODE["mask_thr"]
+    cate_score_thr: float = DEFAULT_DECODE["cate_score_thr"]
+    max_instances: int = DEFAULT_DECODE["max_instances"]
 
     def updated(self, **overrides) -> "DecodeConfig":
         valid = {f.name for f in fields(self)}
