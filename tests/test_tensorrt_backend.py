@@ -612,6 +612,119 @@ def test_inference_refusals(products_onnx, tmp_path, monkeypatch):
         Parser(engine)
 
 
+# ------------------------------------------------------------------------------ products-v2: decode_params (batch, 3)
+
+@pytest.fixture(scope="module")
+def products_v2_onnx(tmp_path_factory):
+    """The tiny model of ``products_onnx`` exported as products-v2 (one row of thresholds per image)."""
+    import torch
+
+    from uniparser_sdk.export import onnx_export as ox
+    from uniparser_sdk.model.uniparser import UniParser
+
+    torch.manual_seed(0)
+    model = UniParser("tiny").eval()
+    with torch.no_grad():
+        model.mask_head.center_heatmap.bias.fill_(0.0)
+        model.mask_head.seg_kernels.copy_(torch.rand_like(model.mask_head.seg_kernels))
+    path = tmp_path_factory.mktemp("trt-v2") / "tiny-v2.onnx"
+    ox.export_onnx(model, path, ox.build_meta(model, max_instances=K, layout="products-v2"), max_instances=K,
+                   sample_hw=(64, 64), parity=False, log=lambda *_: None)
+    return path
+
+
+def test_profile_shapes_follow_the_layout():
+    imgs = ((1, 3, 320, 320), (2, 3, 800, 1344), (4, 3, 1344, 1344))
+    v2 = tb.profile_shapes(batch=(1, 2, 4), layout="products-v2")
+    assert v2 == {"images": imgs, "decode_params": ((1, 3), (2, 3), (4, 3))}
+    assert tb.profile_shapes(batch=(1, 2, 4), layout="products-v1") == {"images": imgs}  # (3,) is static
+    for lay in ("raw-v1", "plugin-v1"):
+        assert tb.profile_shapes(batch=(1, 2, 4), layout=lay) == {"images": imgs}
+    assert tb.profile_from_json(tb.profile_to_json(v2)) == v2
+    # completion from the parsed ONNX inputs: a batch-only dynamic input takes the images' batch range
+    done = tb.complete_profile({"images": imgs}, {"images": (-1, 3, -1, -1), "decode_params": (-1, 3)})
+    assert done["decode_params"] == ((1, 3), (2, 3), (4, 3))
+    assert tb.complete_profile({"images": imgs}, {"images": (-1, 3, -1, -1), "decode_params": (3,)}) == {"images": imgs}
+    with pytest.raises(ValueError, match="'other' has dynamic shape"):
+        tb.complete_profile({"images": imgs}, {"images": (-1, 3, -1, -1), "other": (-1, -1)})
+    with pytest.raises(ValueError, match="no 'images' entry"):
+        tb.complete_profile({}, {"decode_params": (-1, 3)})
+
+
+def _set_shapes(fake):
+    return {a[0]: tuple(a[1:]) for k, a in fake.calls if k == "IOptimizationProfile.set_shape"}
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_v2_build_sets_the_decode_params_profile(major, products_onnx, products_v2_onnx, tmp_path, monkeypatch):
+    """products-v2: the builder gets decode_params min/opt/max (B, 3) with the images' batch range (read from
+    the parsed ONNX input's rank), and the sidecar records it; products-v1 is unchanged (static (3,), no entry)."""
+    fake = trt_fake(major)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    images = tb.profile_shapes(64, (96, 128), 192, batch=(1, 2, 4))  # what uniparser-export passes
+    env_ = {"tensorrt_version": fake.__version__, "compute_capability": "8.6", "gpu_name": "fake"}
+    want_dp = ((1, 3), (2, 3), (4, 3))
+
+    for name, onnx_path in (("v2", products_v2_onnx), ("v1", products_onnx)):
+        fake.calls.clear()
+        engine = tmp_path / f"{name}.engine"
+        built = tb.build_engine_with_sidecar(onnx_path, engine, profile=images, env=env_, log=lambda m: None)
+        shapes = _set_shapes(fake)
+        side = tb.read_sidecar(engine)
+        assert shapes["images"] == images["images"] and built["profile"]["images"] == images["images"]
+        if name == "v2":
+            assert side["meta"].layout == "products-v2"
+            assert shapes["decode_params"] == want_dp
+            assert built["profile"]["decode_params"] == want_dp
+            assert tb.profile_from_json(side["profile"])["decode_params"] == want_dp
+            # the explicit profile_shapes(layout=...) entry gives the same calls
+            fake.calls.clear()
+            tb.build_engine(onnx_path, tmp_path / "v2b.engine", log=lambda m: None,
+                            profile=tb.profile_shapes(64, (96, 128), 192, batch=(1, 2, 4), layout="products-v2"))
+            assert _set_shapes(fake) == shapes
+        else:
+            assert side["meta"].layout == "products-v1"
+            assert set(shapes) == {"images"} and set(built["profile"]) == {"images"}
+            assert set(side["profile"]) == {"images"}
+    undeclared = sorted(n for n in fake.used if n not in api.DECLARED)
+    assert undeclared == [], f"the build used TensorRT names not declared in api.py: {undeclared}"
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_v2_engine_feeds_one_row_per_image(major, products_v2_onnx, tmp_path, monkeypatch):
+    """A products-v2 engine through the runner: set_input_shape covers decode_params (B, 3) for each batch
+    size, and per-image thresholds give per image what the ONNX gives (ONNX Runtime is the fake's engine)."""
+    from uniparser_sdk.backends.onnxruntime.runner import OnnxRuntimeBackend
+    from uniparser_sdk.export.parity import structured_images
+
+    mem = DeviceMemory()
+    fake, rt = trt_fake(major, mem), cuda_python_fake(mem)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    install_cuda_python(monkeypatch, rt)
+    prof = tb.profile_shapes(64, 128, 192, batch=(1, 1, 4), layout="products-v2")
+    engine = tmp_path / "tiny-v2.engine"
+    engine.write_bytes(Path(products_v2_onnx).read_bytes())  # the fake runtime 'deserialises' the ONNX
+    fake.box["profile"] = prof
+    tb.write_sidecar(engine, tb.make_sidecar(read_onnx_metadata(products_v2_onnx), tensorrt_version=fake.__version__,
+                                             compute_capability="8.6", profile=prof, precision="fp32"))
+    rows = np.array([[0.1, 0.5, 0.25], [0.3, 0.7, 0.4], [0.2, 0.5, 0.3]], np.float32)
+    with trtb.TensorRTBackend(engine) as be, OnnxRuntimeBackend(products_v2_onnx, device="cpu") as ref:
+        assert set(be._profiles) == {"images", "decode_params"}
+        for b in (1, 3):
+            fake.calls.clear()
+            imgs = structured_images(b, 96, 128, seed=b)
+            got, want = be.infer(imgs, rows[:b]), ref.infer(imgs, rows[:b])
+            for name in want:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+            set_shapes = {a[0]: tuple(a[1]) for k, a in fake.calls if k == "IExecutionContext.set_input_shape"}
+            assert set_shapes == {"images": (b, 3, 96, 128), "decode_params": (b, 3)}
+        one = be.infer(structured_images(2, 96, 128, seed=2), rows[0])  # (3,): broadcast to every image
+        assert one["scores"].shape[0] == 2
+        with pytest.raises(ValueError, match="dim 0"):
+            be.infer(structured_images(5, 64, 64, seed=5), rows[0])  # beyond the profile's batch
+    assert not mem.buffers and not mem.pinned
+
+
 # ------------------------------------------------------------------------------ GPU (needs TensorRT and a GPU)
 
 @pytest.mark.gpu

@@ -72,11 +72,17 @@ def _round_up(x: int, d: int) -> int:
 
 
 def profile_shapes(min_side: int = DEFAULT_MIN_SIDE, opt=DEFAULT_OPT, max_side: int = DEFAULT_MAX_SIDE,
-                   divisor: int = 32, batch=DEFAULT_BATCH, input_name: str = "images") -> dict:
+                   divisor: int = 32, batch=DEFAULT_BATCH, input_name: str = "images",
+                   layout: str | None = None) -> dict:
     """Optimisation profile of the dynamic image input: ``{input_name: (min, opt, max)}``, each an
     NCHW shape tuple. Sides are rounded up to ``divisor`` (the padded input sizes the runtime feeds);
     min covers ``min_side`` x ``min_side``, max ``max_side`` x ``max_side`` (both orientations of a
-    1333x800 image fit in 1344 x 1344), opt is (height, width) or one side."""
+    1333x800 image fit in 1344 x 1344), opt is (height, width) or one side.
+
+    ``layout`` (a contract layout name): also the entries of its other inputs whose only dynamic axis is
+    the batch, with the same batch range (:func:`batch_input_profiles`: products-v2 adds
+    ``decode_params`` ((bmin, 3), (bopt, 3), (bmax, 3)); products-v1's static (3,) input gets none).
+    :func:`build_engine` completes such entries from the parsed ONNX inputs anyway."""
     if divisor <= 0:
         raise ValueError(f"divisor must be positive, got {divisor}")
     if isinstance(opt, int):
@@ -95,7 +101,73 @@ def profile_shapes(min_side: int = DEFAULT_MIN_SIDE, opt=DEFAULT_OPT, max_side: 
         raise ValueError(f"opt shape {oh}x{ow} lies outside [{lo}, {hi}]")
     if not batch[0] <= batch[1] <= batch[2]:
         raise ValueError(f"batch must satisfy min <= opt <= max, got {batch}")
-    return {input_name: ((batch[0], 3, lo, lo), (batch[1], 3, oh, ow), (batch[2], 3, hi, hi))}
+    prof = {input_name: ((batch[0], 3, lo, lo), (batch[1], 3, oh, ow), (batch[2], 3, hi, hi))}
+    if layout is not None:
+        prof.update(batch_input_profiles(layout, prof[input_name], images=input_name))
+    return prof
+
+
+def _batch_range(images_entry) -> tuple[int, int, int]:
+    mn, op, mx = (tuple(int(v) for v in s) for s in images_entry)
+    return mn[0], op[0], mx[0]
+
+
+def batch_only_profile(shape, images_entry) -> tuple:
+    """(min, opt, max) of an input whose only dynamic dimension is the leading batch axis (``shape``: the
+    ONNX / TensorRT input shape, -1 or None for dynamic), with the batch range of the ``images`` profile
+    entry: products-v2's ``decode_params`` (batch, 3) -> ((bmin, 3), (bopt, 3), (bmax, 3)). ValueError
+    when another dimension is dynamic (that input needs its own profile entry)."""
+    dims = [-1 if d is None or int(d) < 0 else int(d) for d in shape]
+    if not dims or dims[0] != -1 or any(d < 0 for d in dims[1:]):
+        raise ValueError(f"shape {tuple(shape)}: only a leading dynamic batch axis can follow the images' batch range")
+    return tuple((b, *dims[1:]) for b in _batch_range(images_entry))
+
+
+def batch_input_profiles(layout: str, images_entry, images: str = "images") -> dict:
+    """Profile entries of a contract layout's other inputs whose only dynamic axis is ``batch``, with the
+    images' batch range; read from the layout's declared shapes (:mod:`uniparser_sdk.contract.layouts`):
+    products-v2 -> ``{"decode_params": ((bmin, 3), (bopt, 3), (bmax, 3))}``; products-v1 (decode_params
+    (3,), static), raw-v1 and plugin-v1 -> ``{}``."""
+    from ...contract import get_layout
+    from ...contract.constants import DECODE_PARAM_ORDER
+    from ...contract.layouts import BATCH, DYNAMIC_SYMBOLS
+
+    out = {}
+    for spec in get_layout(layout).inputs:
+        if spec.name == images:
+            continue
+        dyn = spec.dynamic_axes
+        if not dyn:
+            continue  # static: no profile entry
+        if dyn != {0: BATCH}:
+            raise ValueError(f"layout {layout}: input {spec.name} {spec.shape} has dynamic axes other than the "
+                             "batch; give its profile explicitly")
+        shape = spec.resolve({"P": len(DECODE_PARAM_ORDER)})
+        if any(isinstance(d, str) and d not in DYNAMIC_SYMBOLS for d in shape):
+            raise ValueError(f"layout {layout}: input {spec.name} {spec.shape}: unknown fixed size")
+        out[spec.name] = batch_only_profile([-1, *shape[1:]], images_entry)
+    return out
+
+
+def complete_profile(profile: dict, network_inputs: dict, images: str = "images") -> dict:
+    """``profile`` plus an entry for every network input it lacks whose only dynamic dimension is the
+    leading batch axis (``network_inputs``: ``{name: shape}`` as the parsed ONNX declares it, -1 for
+    dynamic): such an input takes the images' batch range (products-v2's ``decode_params`` (batch, 3)).
+    Static inputs (products-v1's ``decode_params`` (3,)) get no entry. Raises ValueError for a dynamic
+    input that cannot be completed (other dynamic axes, or no ``images`` entry to take the batch from)."""
+    out = dict(profile)
+    for name, shape in network_inputs.items():
+        dims = tuple(int(d) for d in shape)
+        if name in out or not any(d < 0 for d in dims):
+            continue
+        if images not in out:
+            raise ValueError(f"input {name!r} has dynamic shape {dims} but no profile (and no {images!r} entry "
+                             "to take the batch range from)")
+        try:
+            out[name] = batch_only_profile(dims, out[images])
+        except ValueError:
+            raise ValueError(f"input {name!r} has dynamic shape {dims} but no profile") from None
+    return out
 
 
 def read_sidecar(engine_or_sidecar_path) -> dict:
@@ -236,11 +308,14 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | Non
 
     ``fp16``: an FP16 engine; built strongly typed from an FP16 ONNX on every TensorRT, from a float32
     ONNX only where ``BuilderFlag.FP16`` exists (10.x). ``profile``: ``{input: (min, opt, max)}`` for every
-    dynamic input (default :func:`profile_shapes`); ``timing_cache``: a file read if present and written
+    dynamic input (default :func:`profile_shapes`; an input whose only dynamic axis is the batch, such as
+    products-v2's ``decode_params`` (batch, 3), gets the images' batch range when missing, see
+    :func:`complete_profile`); ``timing_cache``: a file read if present and written
     back after the build; ``plugin_lib``: shared library with the ``UniParserDecode`` plugin (needed for
     plugin-v1 graphs). ``check``: run the static TensorRT ONNX-parser check first (``operators``: the
     operator matrix path, see :mod:`uniparser_sdk.export.trt_check`).
-    Returns ``{"tensorrt_version", "profile", "precision", "seconds", "strongly_typed"}``."""
+    Returns ``{"tensorrt_version", "profile", "precision", "seconds", "strongly_typed"}`` (``profile``: the
+    one set on the builder, completed)."""
     import time
 
     data = Path(onnx_path).read_bytes()
@@ -286,13 +361,16 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | Non
 
     opt_profile = builder.create_optimization_profile()
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    # inputs whose only dynamic axis is the batch (products-v2's decode_params (batch, 3)) follow the
+    # images' batch range: read from the parsed ONNX input's shape, not from its name
+    try:
+        profile = complete_profile(profile, {t.name: tuple(t.shape) for t in inputs})
+    except ValueError as exc:
+        raise EngineBuildError(str(exc)) from None
     for tensor in inputs:
-        dynamic = any(int(d) < 0 for d in tensor.shape)
         if tensor.name in profile:
             mn, op, mx = profile[tensor.name]
             opt_profile.set_shape(tensor.name, mn, op, mx)
-        elif dynamic:
-            raise EngineBuildError(f"input {tensor.name!r} has dynamic shape {tuple(tensor.shape)} but no profile")
     unknown = set(profile) - {t.name for t in inputs}
     if unknown:
         raise EngineBuildError(f"profile names unknown input(s) {sorted(unknown)}; the network has "
@@ -341,7 +419,7 @@ def build_engine_with_sidecar(onnx_path, engine_path, *, fp16: bool = False, pro
                       "library": str(plugin_lib)}
         digest = hashlib.sha256(Path(onnx_path).read_bytes()).hexdigest()
         sidecar = make_sidecar(meta, tensorrt_version=built["tensorrt_version"],
-                               compute_capability=env["compute_capability"], profile=profile,
+                               compute_capability=env["compute_capability"], profile=built["profile"],
                                precision=built["precision"], plugin=plugin, gpu_name=env.get("gpu_name", ""),
                                onnx_sha256=digest)
         write_sidecar(engine_path, sidecar)

@@ -7,10 +7,13 @@ it and the runtime reads it before deserialising the engine::
      "props": {...},                  # ModelMeta properties (the ONNX ``metadata_props`` keys)
      "tensorrt_version": "10.3.0.26", # the TensorRT that built the engine
      "compute_capability": "8.6",     # the GPU architecture it was built for
-     "profile": {"images": {"min": [N, C, H, W], "opt": [...], "max": [...]}},
+     "profile": {"images": {"min": [N, C, H, W], "opt": [...], "max": [...]},
+                 "decode_params": {"min": [N, 3], ...}},  # products-v2 only: same batch range
      "plugin": {"library": ...} | null, "precision": "fp16", "gpu_name": ..., "onnx_sha256": ...}
 
-Readers also accept ``"metadata"`` for ``"props"``, a sidecar without ``"format"``, a bare profile (the
+``profile`` has one entry per dynamic engine input: ``images`` always; products-v2 engines also
+``decode_params`` (batch, 3) with the images' batch range (products-v1's decode_params (3,) is static and
+has none). Readers also accept ``"metadata"`` for ``"props"``, a sidecar without ``"format"``, a bare profile (the
 ``images`` input's), a list of profiles (profile 0 is used) and ``[min, opt, max]`` profile entries.
 Engines are tied to the TensorRT version (major.minor.patch) and the GPU compute capability that built
 them: :func:`check_compatibility` refuses a mismatch with a clear message, unless the sidecar says the
