@@ -305,6 +305,7 @@ def _bgr_image(h, w, seed):
 
 @pytest.mark.parametrize("stem,depth,light,ncls,variant", [
     ("UniParser_CIHP_r101_light", 101, True, 20, "r101-cihp-light"),
+    ("Uniparser_MHP_r101_light", 101, True, 59, "r101-light"),
     ("Uniparser_3x_baseline_r101", 101, False, 59, "r101"),
 ])
 def test_official_r101_layout_exports_without_flags_and_parses(tmp_path, capsys, monkeypatch, stem, depth, light,
@@ -343,3 +344,19 @@ def test_official_r101_layout_exports_without_flags_and_parses(tmp_path, capsys,
     for person in res.persons:
         assert person.parts.shape == img.shape[:2] and int(person.parts.max()) < ncls
     assert any(person.parts.any() for person in res.persons)  # some person has labelled parts
+
+    # one wrong DeformConv among 30 (offsets swapped in layer3.11) is caught and located by the per-node
+    # check (the nodes after it see ORT's own, already wrong, inputs and still match)
+    from uniparser_sdk.model.checkpoint import load_model
+
+    model, _ = load_model(tmp_path / f"{stem}.pth")
+    proto = onnx.load(str(path))
+    target = next(n for n in _deform_nodes(proto) if "layer3.11/" in n.output[0])
+    perm = np.arange(18).reshape(9, 2)[:, ::-1].reshape(-1).astype(np.int64)
+    proto.graph.initializer.append(numpy_helper.from_array(perm, "planted_perm"))
+    index = list(proto.graph.node).index(target)
+    proto.graph.node.insert(index, helper.make_node("Gather", [target.input[2], "planted_perm"], ["planted_off"], axis=1))
+    target.input[2] = "planted_off"
+    rep = parity.check_parity(proto.SerializeToString(), model, ox.read_metadata(path), sizes=[PARITY_HW], batch=1)
+    bad = [name for name, rel in rep.deform_conv if rel > 1e-4]
+    assert not rep.ok and len(bad) == 1 and "layer3.11/" in bad[0]
