@@ -7,6 +7,8 @@ gives per image exactly what products-v1 gives with that image's thresholds.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,71 +101,82 @@ def test_configs_parse_as_model_config_and_match_the_contract(exported, tmp_path
     env = server_env()
     _, paths = exported
     onnx_path = paths["products-v2"]
-    meta = read_onnx_metadata(onnx_path)
     repos = {b: rp.write_triton_repository(onnx_path, tmp_path / b, network_backend=b) for b in ("onnxruntime", "python")}
-    parsed = {b: run_driver(env, "configs", r, tmp_path / f"{b}.json") for b, r in repos.items()}
+    for backend, repo in repos.items():
+        check_repository_configs(run_driver(env, "configs", repo, tmp_path / f"{backend}.json"), backend, repo,
+                                 onnx_path)
+
+
+def check_repository_configs(cfgs, backend, repo, onnx_path, max_batch=8, engine_path=None):
+    """``cfgs`` (every config.pbtxt of ``repo`` parsed as Triton's ModelConfig, by model name) match the
+    contract, the ONNX file and each other (the ensemble's steps hand over declared tensors)."""
+    meta = read_onnx_metadata(onnx_path)
     io = rp.onnx_io(onnx_path)
     k, c = int(meta.thresholds["max_instances"]), len(meta.classes) - 1
-    for backend, cfgs in parsed.items():
-        assert sorted(cfgs) == sorted([rp.ENSEMBLE, rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS])
-        net = cfgs[rp.NETWORK]
-        if backend == "onnxruntime":
-            assert net["platform"] == "onnxruntime_onnx" and net["backend"] == "onnxruntime"
-            assert (repos[backend] / rp.NETWORK / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
-        else:
-            assert net["backend"] == "python" and (repos[backend] / rp.NETWORK / "1" / "model.py").is_file()
-        assert int(net["max_batch_size"]) == 8 and "dynamic_batching" in net
-        assert [int(v) for v in net["dynamic_batching"]["preferred_batch_size"]] == [4, 8]
-        # the network's tensors: the contract's names / dtypes, the ONNX file's names / dtypes / ranks
-        for group, specs in (("input", PRODUCTS_V2.inputs), ("output", PRODUCTS_V2.outputs)):
-            got = {t["name"]: t for t in net[group]}
-            assert list(got) == [s.name for s in specs]
-            for s in specs:
-                t = got[s.name]
-                assert TRITON_TO_NP[t["data_type"]] == s.dtype == io[s.name][0], s.name
-                dims = _dims(t)
-                if s.rank == 1:  # (batch,) -> dims [1], reshape []
-                    assert dims == [1] and t["reshape"] == {}, s.name
-                else:
-                    assert len(dims) + 1 == s.rank == len(io[s.name][1]), s.name
-                    for d, want, file_dim in zip(dims, s.shape[1:], io[s.name][1][1:]):
-                        if isinstance(want, str) and want in ("K", "C", "P"):
-                            assert d == {"K": k, "C": c, "P": 3}[want], (s.name, want)
-                            assert file_dim in (d, None) or isinstance(file_dim, str)
-                        elif isinstance(want, int):
-                            assert d == want == file_dim
-                        else:
-                            assert d == -1, (s.name, want)
-        # Python steps run on CPU instances; the ensemble joins the steps through declared tensors
-        for name in (rp.PREPROCESS, rp.POSTPROCESS):
-            assert cfgs[name]["backend"] == "python"
-            assert cfgs[name]["instance_group"][0]["kind"] == "KIND_CPU"
-        ens = cfgs[rp.ENSEMBLE]
-        assert ens["platform"] == "ensemble"
-        assert {t["name"]: t["data_type"] for t in ens["input"]} == \
-            {"image_bytes": "TYPE_STRING", "image": "TYPE_UINT8", "thresholds": "TYPE_FP32"}
-        assert all(t.get("optional") for t in ens["input"])
-        assert [t["name"] for t in ens["output"]] == ["scores", "part_maps", "semantic", "result_json"]
-        params = {p: v["string_value"] for p, v in ens["parameters"].items()}
-        assert tuple(__import__("json").loads(params["classes"])) == tuple(meta.classes)
-        produced = {t["name"] for t in ens["input"]}
-        steps = ens["ensemble_scheduling"]["step"]
-        assert [s["model_name"] for s in steps] == [rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS]
-        for s in steps:
-            model = cfgs[s["model_name"]]
-            assert set(s["input_map"]) == {t["name"] for t in model["input"]}, s["model_name"]
-            assert set(s["input_map"].values()) <= produced, s["model_name"]
-            assert set(s["output_map"]) <= {t["name"] for t in model["output"]}, s["model_name"]
-            produced |= set(s["output_map"].values())
-            # a tensor handed from one step to the next has the same type and dims on both sides
-            for key, value in s["input_map"].items():
-                for prev in steps:
-                    for out_key, out_val in prev.get("output_map", {}).items():
-                        if out_val == value:
-                            src = next(t for t in cfgs[prev["model_name"]]["output"] if t["name"] == out_key)
-                            dst = next(t for t in model["input"] if t["name"] == key)
-                            assert (src["data_type"], _dims(src)) == (dst["data_type"], _dims(dst)), value
-        assert {t["name"] for t in ens["output"]} <= produced
+    assert sorted(cfgs) == sorted([rp.ENSEMBLE, rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS])
+    net = cfgs[rp.NETWORK]
+    if backend == "onnxruntime":
+        assert net["platform"] == "onnxruntime_onnx" and net["backend"] == "onnxruntime"
+        assert (repo / rp.NETWORK / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    elif backend == "tensorrt":
+        assert net["platform"] == "tensorrt_plan" and net["backend"] == "tensorrt"
+        assert (repo / rp.NETWORK / "1" / "model.plan").read_bytes() == Path(engine_path).read_bytes()
+        assert net["instance_group"][0]["kind"] == "KIND_GPU"
+    else:
+        assert net["backend"] == "python" and (repo / rp.NETWORK / "1" / "model.py").is_file()
+    assert int(net["max_batch_size"]) == max_batch and "dynamic_batching" in net
+    assert [int(v) for v in net["dynamic_batching"]["preferred_batch_size"]] == \
+        sorted({max(1, max_batch // 2), max_batch})
+    # the network's tensors: the contract's names / dtypes, the ONNX file's names / dtypes / ranks
+    for group, specs in (("input", PRODUCTS_V2.inputs), ("output", PRODUCTS_V2.outputs)):
+        got = {t["name"]: t for t in net[group]}
+        assert list(got) == [s.name for s in specs]
+        for s in specs:
+            t = got[s.name]
+            assert TRITON_TO_NP[t["data_type"]] == s.dtype == io[s.name][0], s.name
+            dims = _dims(t)
+            if s.rank == 1:  # (batch,) -> dims [1], reshape []
+                assert dims == [1] and t["reshape"] == {}, s.name
+            else:
+                assert len(dims) + 1 == s.rank == len(io[s.name][1]), s.name
+                for d, want, file_dim in zip(dims, s.shape[1:], io[s.name][1][1:]):
+                    if isinstance(want, str) and want in ("K", "C", "P"):
+                        assert d == {"K": k, "C": c, "P": 3}[want], (s.name, want)
+                        assert file_dim in (d, None) or isinstance(file_dim, str)
+                    elif isinstance(want, int):
+                        assert d == want == file_dim
+                    else:
+                        assert d == -1, (s.name, want)
+    # Python steps run on CPU instances; the ensemble joins the steps through declared tensors
+    for name in (rp.PREPROCESS, rp.POSTPROCESS):
+        assert cfgs[name]["backend"] == "python"
+        assert cfgs[name]["instance_group"][0]["kind"] == "KIND_CPU"
+    ens = cfgs[rp.ENSEMBLE]
+    assert ens["platform"] == "ensemble"
+    assert {t["name"]: t["data_type"] for t in ens["input"]} == \
+        {"image_bytes": "TYPE_STRING", "image": "TYPE_UINT8", "thresholds": "TYPE_FP32"}
+    assert all(t.get("optional") for t in ens["input"])
+    assert [t["name"] for t in ens["output"]] == ["scores", "part_maps", "semantic", "result_json"]
+    params = {p: v["string_value"] for p, v in ens["parameters"].items()}
+    assert tuple(__import__("json").loads(params["classes"])) == tuple(meta.classes)
+    produced = {t["name"] for t in ens["input"]}
+    steps = ens["ensemble_scheduling"]["step"]
+    assert [s["model_name"] for s in steps] == [rp.PREPROCESS, rp.NETWORK, rp.POSTPROCESS]
+    for s in steps:
+        model = cfgs[s["model_name"]]
+        assert set(s["input_map"]) == {t["name"] for t in model["input"]}, s["model_name"]
+        assert set(s["input_map"].values()) <= produced, s["model_name"]
+        assert set(s["output_map"]) <= {t["name"] for t in model["output"]}, s["model_name"]
+        produced |= set(s["output_map"].values())
+        # a tensor handed from one step to the next has the same type and dims on both sides
+        for key, value in s["input_map"].items():
+            for prev in steps:
+                for out_key, out_val in prev.get("output_map", {}).items():
+                    if out_val == value:
+                        src = next(t for t in cfgs[prev["model_name"]]["output"] if t["name"] == out_key)
+                        dst = next(t for t in model["input"] if t["name"] == key)
+                        assert (src["data_type"], _dims(src)) == (dst["data_type"], _dims(dst)), value
+    assert {t["name"] for t in ens["output"]} <= produced
 
 
 def test_uniparser_triton_cli(exported, tmp_path, capsys):
@@ -198,3 +211,105 @@ def test_parser_reads_products_v2_like_v1(exported):
         a = p1.predict_batch([str(s) for s in samples], ctr_score=0.35)
         b = p2.predict_batch([str(s) for s in samples], ctr_score=0.35)
         assert [r.persons for r in a] == [r.persons for r in b]
+
+
+# ---------------------------------------------------------------------------------------------- uniparser-export --triton-repo
+
+def _export_cli(argv, capsys):
+    from uniparser_sdk.cli import export as cli
+
+    code = cli.main([*map(str, argv), "--sample-size", "96x128", "-q"])
+    return code, capsys.readouterr()
+
+
+def test_export_triton_repo(tmp_path, capsys):
+    """uniparser-export --triton-repo DIR: the products-v2 export (parity-checked), then the repository, whose
+    config.pbtxt files parse as Triton's ModelConfig and match the contract and the written ONNX file."""
+    env = server_env()
+    onnx_path, repo = tmp_path / "m.onnx", tmp_path / "repo"
+    code, out = _export_cli(["-o", onnx_path, "--triton-repo", repo], capsys)
+    assert code == 0, out.err
+    meta = read_onnx_metadata(onnx_path)
+    assert meta.layout == "products-v2" and meta.precision == "fp32"
+    check_repository_configs(run_driver(env, "configs", repo, tmp_path / "cfg.json"), "onnxruntime", repo, onnx_path)
+    # the default output name is the products-v2 row's
+    (tmp_path / "cwd").mkdir()
+    import os
+
+    old = os.getcwd()
+    try:
+        os.chdir(tmp_path / "cwd")
+        code, out = _export_cli(["--triton-repo", "r", "--no-parity"], capsys)
+    finally:
+        os.chdir(old)
+    assert code == 0, out.err
+    assert sorted(p.name for p in (tmp_path / "cwd").iterdir()) == ["r", "uniparser-default-products-v2.onnx"]
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--variant", "products-fp32"], r"--variant products-fp32 \(products-v1\) contradicts --triton-repo: .*products-v2"),
+    (["--variant", "plugin-fp32-tensorrt"], r"--variant plugin-fp32-tensorrt \(plugin-v1\) contradicts --triton-repo"),
+    (["--fp16"], r"--fp16 contradicts --triton-repo: .*products-v2-fp32"),
+    (["--plugin"], r"--plugin contradicts --triton-repo"),
+    (["--variant", "nope"], r"unknown variant 'nope'"),
+])
+def test_export_triton_repo_refuses_contradictions(flags, match, tmp_path, capsys):
+    import re
+
+    code, out = _export_cli(["-o", tmp_path / "m.onnx", "--triton-repo", tmp_path / "repo", *flags], capsys)
+    assert code == 2 and re.search(match, out.err), out.err
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_export_triton_repo_refusals_before_work_and_no_partial_repository(tmp_path, capsys, monkeypatch):
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("keep me")
+    code, out = _export_cli(["-o", tmp_path / "m.onnx", "--triton-repo", full], capsys)
+    assert code == 2 and "not an empty directory" in out.err and (full / "x").read_text() == "keep me"
+    assert not (tmp_path / "m.onnx").exists()
+    code, out = _export_cli(["-o", tmp_path / "d" / "m.onnx", "--triton-repo", tmp_path / "d"], capsys)
+    assert code == 2 and "would hold the output" in out.err
+    # the repository fails half-way (a copy fails): no repository, no temporary directory, the ONNX file is complete
+    import shutil
+    import types
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rp, "shutil", types.SimpleNamespace(copyfile=fail, rmtree=shutil.rmtree))
+    code, out = _export_cli(["-o", tmp_path / "m.onnx", "--triton-repo", tmp_path / "repo", "--no-parity"], capsys)
+    assert code == 1 and "Triton repository failed" in out.err and "nothing was written to" in out.err, out.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "m.onnx"]
+    assert read_onnx_metadata(tmp_path / "m.onnx").layout == "products-v2"
+
+
+@pytest.mark.parametrize("major", [10, 11])
+def test_export_triton_repo_with_engine_on_the_generated_fake(major, tmp_path, capsys, monkeypatch):
+    """--engine --triton-repo: the products-v2 engine (TensorRT fake generated from the real 10.x / 11.x
+    bindings), its decode_params profile in the sidecar, and the repository's network as tensorrt_plan
+    with max_batch_size = the profile's largest batch."""
+    import sys
+
+    from test_tensorrt_backend import trt_fake
+    from uniparser_sdk.backends.tensorrt import build as tb
+
+    env = server_env()
+    fake = trt_fake(major)
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(tb, "check_environment", lambda: {"tensorrt_version": fake.__version__,
+                                                          "compute_capability": "8.6", "gpu_name": "fake GPU"})
+    onnx_path, repo = tmp_path / "m.onnx", tmp_path / "repo"
+    code, out = _export_cli(["-o", onnx_path, "--engine", "--batch", "1,2,4", "--min-size", "64", "--opt-size", "128",
+                             "--max-size", "256", "--timing-cache", tmp_path / "t.cache", "--no-parity",
+                             "--triton-repo", repo], capsys)
+    assert code == 0, out.err
+    engine = tmp_path / "m.engine"
+    side = tb.read_sidecar(engine)
+    assert side["meta"].layout == "products-v2"
+    assert tb.profile_from_json(side["profile"]) == {"images": ((1, 3, 64, 64), (2, 3, 128, 128), (4, 3, 256, 256)),
+                                                      "decode_params": ((1, 3), (2, 3), (4, 3))}
+    set_shapes = {a[0]: tuple(a[1:]) for k, a in fake.calls if k == "IOptimizationProfile.set_shape"}
+    assert set_shapes["decode_params"] == ((1, 3), (2, 3), (4, 3))
+    check_repository_configs(run_driver(env, "configs", repo, tmp_path / "cfg.json"), "tensorrt", repo, onnx_path,
+                             max_batch=4, engine_path=engine)

@@ -34,6 +34,13 @@ artefacts:
                       --min-size..--max-size, opt --opt-size) and OUT.engine.json (the sidecar Parser
                       reads: metadata, TensorRT version, GPU compute capability, profile). Needs
                       TensorRT and an NVIDIA GPU; without them the command stops before any work.
+  --triton-repo DIR   also a Triton Inference Server model repository (uniparser-triton's layout:
+                      ensemble of Python pre/post-processing around the network, dynamic batching),
+                      written after the ONNX file (and the engine with --engine: the network then runs
+                      as tensorrt_plan). Triton batches along the batch axis, so this selects the
+                      products-v2 layout (decode_params (batch, 3)): products-v2-fp32, or
+                      products-v2-fp32-tensorrt with --engine; a contradicting --variant/--fp16/--plugin
+                      is a usage error. DIR must not exist or be empty; it is written whole or not at all.
 
 exit codes: 0 ok, 1 export/parity/build failed, 2 usage error, 3 TensorRT or GPU missing.
 """
@@ -151,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workspace", type=float, default=4.0, metavar="GiB", help="builder workspace (default 4 GiB)")
     g.add_argument("--timing-cache", metavar="PATH",
                    help="timing cache file, read and updated (default: ~/.cache/uniparser-sdk/)")
+    t = p.add_argument_group("Triton (--triton-repo)")
+    t.add_argument("--triton-repo", metavar="DIR",
+                   help="also write a Triton model repository for the export (selects the products-v2 layout; "
+                        "with --engine the network runs as the TensorRT plan); DIR must not exist or be empty")
     p.add_argument("-q", "--quiet", action="store_true", help="print errors and the result line only")
     return p
 
@@ -230,13 +241,80 @@ def _check_trt(args) -> int:
     return 0
 
 
+_TRITON_WHY = ("--triton-repo needs the products-v2 layout (decode_params one row per image: Triton's dynamic "
+               "batcher stacks requests along the batch axis)")
+
+
+def _triton_variant(args) -> None:
+    """``--triton-repo``: select the products-v2 row of the variant table (``args.variant``), or refuse a
+    flag that contradicts it (UsageError, exit 2)."""
+    if not getattr(args, "triton_repo", None):
+        return
+    from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2
+    from uniparser_sdk.export.variants import VARIANTS, UnknownVariantError, find_variant, get_variant
+
+    rows = [v.name for v in VARIANTS if v.layout == LAYOUT_PRODUCTS_V2]
+    if args.variant is not None:
+        try:
+            v = get_variant(args.variant)
+        except UnknownVariantError as exc:
+            raise UsageError(str(exc)) from None
+        if v.layout != LAYOUT_PRODUCTS_V2:
+            raise UsageError(f"--variant {v.name} ({v.layout}) contradicts --triton-repo: {_TRITON_WHY}; use one of "
+                             f"{rows} or drop --variant")
+        return
+    precision, target = getattr(args, "precision", None), getattr(args, "target", None)
+    for flag, bad in (("--fp16", args.fp16), ("--plugin", args.plugin),
+                      (f"--precision {precision}", precision not in (None, "fp32")),
+                      (f"--target {target}", target not in (None, "onnxruntime", "tensorrt"))):
+        if bad:
+            raise UsageError(f"{flag} contradicts --triton-repo: {_TRITON_WHY}, and the variant table has it as "
+                             f"{rows} only")
+    engine = args.engine or target == "tensorrt"
+    args.variant = find_variant(LAYOUT_PRODUCTS_V2, "fp32", "tensorrt" if engine else "onnxruntime").name
+
+
+def _check_triton_repo(path: Path, out: Path) -> None:
+    """The repository directory is usable: absent or an empty directory, in a writable place."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise UsageError(f"--triton-repo {path} exists and is not an empty directory (uniparser-triton --overwrite "
+                         "replaces one)")
+    if path.resolve() == out.resolve() or out.resolve().is_relative_to(path.resolve()):
+        raise UsageError(f"--triton-repo {path} would hold the output {out}; give another directory")
+    probe = path.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write --triton-repo {path}: {probe} is not a writable directory")
+
+
+def _write_triton(args, out: Path, engine_path, step: str, log) -> None:
+    """The repository from the written ONNX (and engine); a failure leaves no repository."""
+    from uniparser_sdk.export import onnx_export as ox
+    from uniparser_sdk.serving import RepositoryError, write_triton_repository
+
+    repo = Path(args.triton_repo)
+    log(f"{step} writing the Triton model repository -> {repo} (network: "
+        f"{'tensorrt_plan ' + str(engine_path) if engine_path else 'onnxruntime_onnx ' + str(out)})")
+    try:
+        write_triton_repository(out, repo, engine_path=engine_path)
+    except (RepositoryError, OSError) as exc:
+        kept = f"the ONNX file {out}" + (f" and the engine {engine_path}" if engine_path else "")
+        raise ox.ExportError(f"Triton repository failed: {exc} ({kept} are complete; nothing was written to "
+                             f"{repo})") from None
+    models = ", ".join(sorted(p.name for p in repo.iterdir() if p.is_dir()))
+    log(f"      wrote {repo} (models: {models})")
+
+
 def run(args, log) -> int:
     if args.trt_operators:  # the --engine export's check reads it from there
         os.environ["UNIPARSER_TRT_OPERATORS"] = str(args.trt_operators)
     if args.check_trt:
         return _check_trt(args)
+    _triton_variant(args)
     variant = _resolve_variant(args)
     step_total = 3 if args.engine else 2
+    step_total += 1 if args.triton_repo else 0
     # ---- validate everything cheap before any work
     if args.opset not in (19, 20):
         raise UsageError(f"--opset {args.opset} is not supported: DeformConv needs opset >= 19 and the exporter "
@@ -307,6 +385,8 @@ def run(args, log) -> int:
                                      "drop --engine to export only the .onnx file.") from None
     elif args.plugin_lib:
         raise UsageError("--plugin-lib is only used with --engine --plugin")
+    if args.triton_repo:
+        _check_triton_repo(Path(args.triton_repo), out)
 
     # ---- 1. load
     from uniparser_sdk.model.checkpoint import CheckpointError, load_model
@@ -358,6 +438,9 @@ def run(args, log) -> int:
             raise ox.ExportError(f"engine build failed: {exc} (the ONNX file {out} is complete; no engine "
                                  "was written)") from None
         log(f"      wrote {engine_path} and {tb.sidecar_path(engine_path).name} ({built['seconds']:.0f} s)")
+    # ---- Triton model repository
+    if args.triton_repo:
+        _write_triton(args, out, engine_path, f"[{step_total}/{step_total}]", log)
     return 0
 
 

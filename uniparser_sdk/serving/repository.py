@@ -276,7 +276,7 @@ def model_configs(meta: ModelMeta, network_backend: str = "onnxruntime",
     if meta.layout != LAYOUT_PRODUCTS_V2:
         raise RepositoryError(f"Triton's dynamic batcher needs the {LAYOUT_PRODUCTS_V2} layout (decode_params one "
                               f"row per image); this model is {meta.layout}: re-export it with "
-                              f"uniparser-export --layout {LAYOUT_PRODUCTS_V2} (or --triton-repo)")
+                              f"uniparser-export --variant products-v2-fp32 (or uniparser-export --triton-repo DIR)")
     return {ENSEMBLE: _ensemble_config(meta, opts), PREPROCESS: _preprocess_config(opts),
             NETWORK: _network_config(meta, network_backend, opts), POSTPROCESS: _postprocess_config(meta, opts)}
 
@@ -405,9 +405,14 @@ def _fit_engine_batch(engine_path, opts: RepositoryOptions) -> RepositoryOptions
     if side.meta.layout != LAYOUT_PRODUCTS_V2:
         raise RepositoryError(f"the engine was built from a {side.meta.layout} model; Triton needs "
                               f"{LAYOUT_PRODUCTS_V2} (decode_params (batch, 3) in the profile)")
-    prof = (side.raw.get("profile") or {}).get("images") if isinstance(side.raw, dict) else None
-    if isinstance(prof, dict) and prof.get("max"):
-        mx = int(prof["max"][0])
+    prof = side.profile.get("images")
+    dp = side.profile.get("decode_params")
+    if prof is not None and dp is not None and \
+            (dp.min[0], dp.opt[0], dp.max[0]) != (prof.min[0], prof.opt[0], prof.max[0]):
+        raise RepositoryError(f"the engine's decode_params profile batch {dp.min[0]}..{dp.max[0]} differs from its "
+                              f"images batch {prof.min[0]}..{prof.max[0]}; rebuild it with uniparser-export --engine")
+    if prof is not None:
+        mx = int(prof.max[0])
         if mx < opts.max_batch_size:
             opts = replace(opts, max_batch_size=mx)
     return opts
