@@ -313,3 +313,24 @@ def test_export_triton_repo_with_engine_on_the_generated_fake(major, tmp_path, c
     assert set_shapes["decode_params"] == ((1, 3), (2, 3), (4, 3))
     check_repository_configs(run_driver(env, "configs", repo, tmp_path / "cfg.json"), "tensorrt", repo, onnx_path,
                              max_batch=4, engine_path=engine)
+
+
+def test_products_v2_is_not_the_exporters_default_yet():
+    """Decision (issues 15 / 17 follow-up): uniparser-export's default stays products-v1 for now.
+
+    What holds for products-v2: TensorRT builds set its decode_params profile on the generated 10.x / 11.x
+    fakes (test_tensorrt_backend), Parser finishes it like v1 (test_parser_reads_products_v2_like_v1), the
+    export's parity gate passes on it (test_export_triton_repo runs it), ONNX Runtime gives per image what v1
+    gives (test_exported_v2_file_and_per_image_thresholds) and the bench's products-v2-fp32 row runs.
+    What blocks it: the variant table has products-v2 in fp32 only -- no fp16, OpenVINO or torch counterpart of
+    the products-v1 rows -- so a v2 default would make the layout depend on --fp16 / --target; and no real
+    TensorRT has built a v2 engine yet (fakes only). This test fails once the table gains those rows: switch
+    default_variant / variant_from_flags to products-v2 then (v1 files keep loading: the Parser test above
+    opens one)."""
+    from uniparser_sdk.export import variants as vt
+
+    assert vt.variant_from_flags().name == "products-fp32" and vt.variant_from_flags().layout == "products-v1"
+    v2 = {(v.precision, v.target) for v in vt.VARIANTS if v.layout == "products-v2"}
+    v1 = {(v.precision, v.target) for v in vt.VARIANTS if v.layout == "products-v1"}
+    assert v2 == {("fp32", "onnxruntime"), ("fp32", "tensorrt")}
+    assert ("fp16", "onnxruntime") in v1 - v2 and ("fp16", "tensorrt") in v1 - v2
