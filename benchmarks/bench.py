@@ -5,6 +5,8 @@ on every backend, in the form of the paper's Table 2.
     uniparser-bench --configs r50,r50-light --backends torch,onnxruntime,tensorrt --size 1333x800 \\
         --iters 50 --json bench.json --plot bench.png                     # the full comparison (GPU)
     uniparser-bench model.pth other.onnx --images photos/ --iters 20      # your own model files
+    uniparser-bench --configs r50,r50-light --size 1333x800 --threads 2 --iters 3 --warmup 1 \
+        --variants products-fp32,openvino-fp32,openvino-bf16,openvino-int8,torch-fp32,torch-bf16  # CPU precisions
 
 What is measured, per model x backend (see benchmarks/README.md for the full method):
 
@@ -20,6 +22,9 @@ What is measured, per model x backend (see benchmarks/README.md for the full met
   images/s = timed calls / their summed wall time.
 * parameters (M) of the network; GFLOPs of the network at the padded input size (2 x MACs of the
   convolutions; DCN = its conv + offset conv + bilinear sampling; see flops.py).
+* side by side (same run, same images): each row's speed ratio to ONNX Runtime FP32 (products-fp32, else
+  torch-fp32) and the agreement of its results with that row's (persons matched, mask / part agreement;
+  see lowp.py);
 * peak RSS of the process while that row ran (VmHWM, reset before each row through
   /proc/self/clear_refs) and, on a GPU, peak GPU memory (torch allocator; nvidia-smi samples for
   ONNX Runtime / TensorRT).
@@ -51,7 +56,7 @@ from uniparser_sdk.cli.common import format_size, run_cli, size_arg
 from uniparser_sdk.errors import UserInputError
 from uniparser_sdk.export.variants import TARGETS, default_variant, find_variant, get_variant, variant_names
 
-from . import report
+from . import lowp, report
 from .decode_compare import compare_decodes
 from .host import cpus_available, host_info
 from .paper import PAPER_HARDWARE, PAPER_SOURCE, PAPER_TABLE2, paper_rows
@@ -64,7 +69,8 @@ __all__ = ["main", "run", "build_arg_parser", "SyntheticPersons", "PAPER_TABLE2"
 
 BENCH_FORMAT = "uniparser-bench/1"
 DEFAULT_CONFIGS = ("r50", "r50-light")
-DEFAULT_BACKENDS = ("torch",) + tuple(TARGETS)  # torch, onnxruntime, tensorrt
+KNOWN_BACKENDS = ("torch",) + tuple(t for t in TARGETS if t != "torch")  # torch, onnxruntime, tensorrt, openvino
+DEFAULT_BACKENDS = ("torch", "onnxruntime", "tensorrt")  # + the targets of --variants
 DEFAULT_PLOT = "uniparser-bench-table2.png"
 STAGES = ("preprocess", "network", "decode", "postprocess")
 MIN_SIDE = 32
@@ -80,12 +86,13 @@ def build_arg_parser() -> argparse.ArgumentParser:
     ap.add_argument("--configs", default=None,
                     help="comma-separated configs with random weights (default r50,r50-light when no MODEL is given): "
                          "r50, r50-light, r101, r101-light, tiny, tiny-light, ...")
-    ap.add_argument("--backends", default=",".join(DEFAULT_BACKENDS),
-                    help="comma-separated subset of torch,onnxruntime,tensorrt (default: all; unavailable ones print "
-                         "'skipped: <reason>')")
+    ap.add_argument("--backends", default=None,
+                    help=f"comma-separated subset of {','.join(KNOWN_BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)} "
+                         "plus the targets of --variants; unavailable ones print 'skipped: <reason>')")
     ap.add_argument("--variants", default=None,
-                    help="comma-separated rows of the export variant table (uniparser_sdk.export.variants) run on "
-                         "onnxruntime / tensorrt instead of their defaults (products-fp32, products-fp32-tensorrt); "
+                    help="comma-separated rows of the export variant table (uniparser_sdk.export.variants) run "
+                         "instead of each backend's default (products-fp32, products-fp32-tensorrt, openvino-fp32, "
+                         "torch-fp32; torch-fp32 still runs when no torch row is named); "
                          f"known: {', '.join(n for n in variant_names() if get_variant(n).target)}")
     ap.add_argument("--size", type=size_arg("--size"), default="1333x800", metavar="WIDTHxHEIGHT",
                     help="test scale WIDTHxHEIGHT (default 1333x800, the official one); synthetic scenes are drawn "
@@ -98,7 +105,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     ap.add_argument("--iters", type=int, default=10, help="timed calls per model x backend (default 10)")
     ap.add_argument("--decode-iters", type=int, default=None, help="timed calls per decode method (default --iters)")
     ap.add_argument("--threads", type=int, default=None,
-                    help="CPU threads for torch and onnxruntime (default: all CPUs available to this process)")
+                    help="CPU threads of every backend: torch.set_num_threads, ONNX Runtime intra-op, OpenVINO "
+                         "INFERENCE_NUM_THREADS (default: all CPUs available to this process); reported per row")
+    ap.add_argument("--calibration", default=None, metavar="DIR",
+                    help="openvino-int8: images to calibrate on (default: the bundled samples + 24 synthetic scenes)")
+    ap.add_argument("--calibration-limit", type=int, default=None, metavar="N",
+                    help="openvino-int8: calibrate on the first N images only")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="where torch / onnxruntime run (auto: the GPU when there is one)")
     ap.add_argument("--max-instances", type=int, default=100, help="K instance slots (default 100)")
@@ -126,13 +138,17 @@ def _check_args(args) -> tuple[list[str], list]:
         raise UserInputError("--iters and --num-images must be >= 1 and --warmup >= 0")
     if args.threads is not None and args.threads < 1:
         raise UserInputError("--threads must be >= 1")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    bad = [b for b in backends if b not in DEFAULT_BACKENDS]
-    if bad or not backends:
-        raise UserInputError(f"unknown backend(s) {bad or backends}; choose from {','.join(DEFAULT_BACKENDS)}")
     variants = None
     if args.variants:
         variants = [get_variant(n) for n in args.variants.split(",") if n.strip()]
+    if args.backends is None:
+        backends = list(DEFAULT_BACKENDS) + [v.target for v in variants or () if v.target not in DEFAULT_BACKENDS]
+    else:
+        backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    bad = [b for b in backends if b not in KNOWN_BACKENDS]
+    if bad or not backends:
+        raise UserInputError(f"unknown backend(s) {bad or backends}; choose from {','.join(KNOWN_BACKENDS)}")
+    if args.variants:
         for v in variants:
             if v.target is None:
                 raise UserInputError(f"variant {v.name} is an intermediate graph ({v.description}); Parser does "
@@ -141,15 +157,16 @@ def _check_args(args) -> tuple[list[str], list]:
 
 
 def row_plan(t, backends, variants=None, trt_fp16: bool = False) -> list[tuple]:
-    """(backend, variant or None) of every row of target ``t``: torch runs the weights; onnxruntime and
-    tensorrt run a row of the variant table (their defaults, ``variants`` when given). An .onnx file
-    runs as the variant it is."""
-    plan = [("torch", None)] if "torch" in backends else []
+    """(backend, variant) of every row of target ``t``: each backend runs a row of the variant table
+    (its default, ``variants`` when given; torch-fp32 when ``variants`` names no torch row). An .onnx
+    file runs as the variant it is."""
+    torch_rows = [v for v in variants or () if v.checkpoint] or [default_variant("torch")]
+    plan = [("torch", v) for v in torch_rows] if "torch" in backends else []
     if variants is None:
         variants = [default_variant(b, "fp16" if (b == "tensorrt" and trt_fp16) else "fp32")
-                    for b in TARGETS if b in backends]
-    for v in variants:
-        if t.kind == "onnx" and t.file_meta is not None:
+                    for b in KNOWN_BACKENDS if b in backends and b != "torch"]
+    for v in (v for v in variants if not v.checkpoint):
+        if t.kind == "onnx" and t.file_meta is not None and not v.converted:
             try:
                 v = find_variant(t.file_meta.layout, t.file_meta.precision, v.target)
             except UserInputError:
@@ -212,7 +229,8 @@ def run(args, log=print) -> dict:
     if trt_reason:
         log(f"  tensorrt: skipped: {trt_reason}")
         skipped.append({"backend": "tensorrt", "reason": trt_reason})
-    build = dict(pad_hw=pad_hw, scale=scale, max_instances=args.max_instances, cache=cache, log=log)
+    build = dict(pad_hw=pad_hw, scale=scale, max_instances=args.max_instances, cache=cache, log=log,
+                 calibration=(args.calibration, args.calibration_limit))
     rows, decode_cmp = [], None
     for t in targets:
         t0 = time.perf_counter()
@@ -223,19 +241,17 @@ def run(args, log=print) -> dict:
                 f"{statistics.fmean(counts):.2f})")
         log(f"[{t.name}] prepared in {time.perf_counter() - t0:.1f} s: params {t.params / 1e6 if t.params else 0:.2f} M, "
             f"GFLOPs {t.flops['gflops'] if t.flops else '-'} at {format_size(pad_hw)}")
+        t_rows, t_results = [], []
         for b, v in row_plan(t, backends, variants, args.trt_fp16):
             if b == "tensorrt" and trt_reason:
                 continue
             label = b if v is None or v.name == report.DEFAULT_VARIANTS.get(b) else f"{b} {v.name}"
             path, decode_onnx, reason = t.pth, None, None
-            if b == "torch":
-                reason = None if t.pth else f"no PyTorch weights for a .{t.kind} file"
-            else:
-                try:
-                    path = artefact(t, v, **build)
-                except Exception as exc:
-                    reason = f"{v.name}: {exc}" if isinstance(exc, UserInputError) else \
-                        f"{v.name} artefact failed: {_first_line(exc)}"
+            try:
+                path = artefact(t, v, **build)
+            except Exception as exc:
+                reason = f"{v.name}: {exc}" if isinstance(exc, UserInputError) else \
+                    f"{v.name} artefact failed: {_first_line(exc)}"
             if reason:
                 log(f"[{t.name}] {label}: skipped: {reason}")
                 skipped.append({"model": t.name, "backend": b, "variant": v.name if v else None, "reason": reason})
@@ -248,8 +264,10 @@ def run(args, log=print) -> dict:
                 if decode_onnx and t.features is None:
                     t.features = compute_features(t, imgs[0], scale)
             log(f"[{t.name}] {label}: {args.warmup} warm-up + {args.iters} timed calls ...")
+            res = {}
             try:
-                row = time_backend(t, b, v, path, imgs, counts, args, scale, device, log, decode_onnx=decode_onnx)
+                row = time_backend(t, b, v, path, imgs, counts, args, scale, device, log, decode_onnx=decode_onnx,
+                                   results=res)
             except Exception as exc:
                 reason = _first_line(exc)
                 log(f"[{t.name}] {label}: skipped: {reason}")
@@ -258,7 +276,12 @@ def run(args, log=print) -> dict:
             tot = row["ms"]["total"]
             log(f"[{t.name}] {label}: {tot['median']:.1f} ms/img median, p90 {tot['p90']:.1f}; persons/img "
                 f"{row['persons_per_image']}; peak RSS {row['peak_rss_mib']} MiB")
+            row["precision"] = v.precision
             rows.append(row)
+            t_rows.append(row)
+            t_results.append(res)
+        lowp.attach_vs_reference(t_rows, t_results)
+        del t_results
         if args.decode_compare and decode_cmp is None and t.seg_kernels is not None:
             if t.features is None:
                 t.features = compute_features(t, imgs[0], scale)
@@ -293,6 +316,10 @@ def _finish(args, rows, decode_cmp, skipped, targets, host, backends, variants, 
     log(report.format_rows(rows) if rows else "  (no rows)")
     for s in skipped:
         log(f"  skipped: {s.get('model', '*')} / {s['backend']}: {s['reason']}")
+    side = lowp.vs_reference(rows)
+    if side:
+        log("")
+        log(lowp.format_vs_reference(side))
     text = report.format_comparisons(comp, decode_cmp)
     if text:
         log("")
@@ -334,6 +361,7 @@ def _finish(args, rows, decode_cmp, skipped, targets, host, backends, variants, 
             "synthetic_persons": planted.describe() if planted else None},
         "results": rows,
         "comparisons": comp,
+        "vs_reference": side,
         "decode_comparison": decode_cmp,
         "table2": report.table2_rows(rows, comp),
         "paper_table2": {"source": PAPER_SOURCE, "hardware": PAPER_HARDWARE, "rows": paper_rows()},

@@ -43,7 +43,8 @@ def comparisons(rows) -> dict:
         if r_ort["backend"] != "onnxruntime":
             continue
         for r_t in rows:
-            if r_t["backend"] == "torch" and r_t["model"] == r_ort["model"] and r_t["device"] == r_ort["device"]:
+            if r_t["backend"] == "torch" and r_t.get("variant") in (None, DEFAULT_VARIANTS["torch"]) and \
+                    r_t["model"] == r_ort["model"] and r_t["device"] == r_ort["device"]:
                 entry = {"model": r_ort["model"], "device": r_ort["device"], "variant": r_ort.get("variant"),
                          "torch_ms": r_t["ms"]["total"]["median"], "onnxruntime_ms": r_ort["ms"]["total"]["median"],
                          "speedup_total": round(r_t["ms"]["total"]["median"] / r_ort["ms"]["total"]["median"], 2)}
@@ -85,7 +86,8 @@ def format_rows(rows) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         tot = r["ms"]["total"]
-        thr = r["threads"].get("onnxruntime_intra_op", r["threads"].get("torch"))
+        thr = r["threads"].get("onnxruntime_intra_op", r["threads"].get("openvino_inference_num_threads",
+                                                                         r["threads"].get("torch")))
         derived = {"network": "*" if r["backend"] == "onnxruntime" and r["ms"].get("decode") else "",
                    "decode": "*" if r["backend"] == "torch" else ""}
         dec = _med(r, "decode")

@@ -8,6 +8,10 @@ by the SDK's public tools only, one per row of the variant table
 * ONNX files: :meth:`Variant.export` -> :mod:`uniparser_sdk.export.onnx_export` (onnxsim on, parity off,
   traced at the benchmark's padded size, dynamic height/width);
 * TensorRT engines: :func:`uniparser_sdk.backends.tensorrt.build.build_engine_with_sidecar`;
+* OpenVINO IRs (``openvino-*`` rows): the fp32 products graph converted by
+  :func:`uniparser_sdk.backends.openvino.convert.convert_onnx` at the row's precision (int8: calibrated
+  on ``--calibration`` images, default the bundled samples + synthetic scenes);
+* torch rows: the ``.pth`` itself;
 * the decode steps 1-4 alone (to split ONNX Runtime's one graph into network and decode): the
   shipped products graph cut between the raw network tensors and its outputs
   (:func:`decode_graph`, names from :mod:`uniparser_sdk.contract`): exactly the decode that runs.
@@ -244,13 +248,44 @@ def _engine(onnx_path: str, variant, pad_hw, cache: Path, log, tag: str) -> str:
     return str(engine)
 
 
-def artefact(t: Target, variant, *, pad_hw, scale, max_instances: int, cache: Path, log) -> str:
+def _openvino_ir(onnx_path: str, variant, cache: Path, log, tag: str, calibration=(None, None)) -> str:
+    """The OpenVINO IR of ``variant`` converted from the fp32 graph ``onnx_path`` (cached)."""
+    from uniparser_sdk.backends.openvino.convert import convert_onnx, openvino
+
+    ov = openvino()
+    folder, limit = calibration
+    key = ""
+    if variant.precision == "int8":
+        src = [str(Path(folder).resolve()) if folder else "default", limit]
+        key = "-cal" + hashlib.sha256(json.dumps(src).encode()).hexdigest()[:8]
+    xml = cache / f"{Path(onnx_path).stem}{key}-ov{ov.__version__.split('-')[0]}{variant.artefact_suffix}"
+    if xml.is_file() and xml.with_suffix(".bin").is_file():
+        return str(xml)
+    calib = None
+    if variant.precision == "int8":
+        from uniparser_sdk.backends.openvino.calibrate import calibration_images
+
+        calib = calibration_images(folder, limit=limit)
+    log(f"[{tag}] converting to OpenVINO IR ({variant.name}"
+        f"{f', calibrating on {len(calib)} images' if calib is not None else ''}) -> {xml}")
+    t0 = time.perf_counter()
+    convert_onnx(onnx_path, xml, variant.precision, calibration=calib, progress=False, log=lambda m: log("  " + m))
+    log(f"[{tag}] conversion took {time.perf_counter() - t0:.1f} s")
+    return str(xml)
+
+
+def artefact(t: Target, variant, *, pad_hw, scale, max_instances: int, cache: Path, log,
+             calibration=(None, None)) -> str:
     """The model file ``Parser`` opens for ``variant`` of ``t`` (exported / built when not cached).
     Raises ``UserInputError`` (with the reason) when the target cannot provide that variant."""
     if variant.name in t.artefacts:
         return t.artefacts[variant.name]
     if variant.target is None:
         raise UserInputError(f"{variant.name} is an intermediate graph that Parser does not run")
+    if variant.checkpoint:
+        if t.pth is None:
+            raise UserInputError(f"no PyTorch weights for a .{t.kind} file")
+        return t.pth
     if t.kind == "engine":
         if not variant.engine:
             raise UserInputError("a TensorRT engine runs on tensorrt only")
@@ -261,6 +296,8 @@ def artefact(t: Target, variant, *, pad_hw, scale, max_instances: int, cache: Pa
             raise UserInputError(f"the file is {m.layout} {m.precision}; an .onnx model runs as it is (pass a "
                                  ".pth or --configs for other variants)")
         path = t.path if not variant.engine else _engine(t.path, variant, pad_hw, cache, log, t.name)
+        if variant.converted:
+            path = _openvino_ir(t.path, variant, cache, log, t.name, calibration)
     else:
         onnx_path = cache / f"{t.stem}{variant.onnx_suffix}.onnx"
         if not onnx_path.is_file():
@@ -271,6 +308,8 @@ def artefact(t: Target, variant, *, pad_hw, scale, max_instances: int, cache: Pa
             log(f"[{t.name}] export took {time.perf_counter() - t0:.1f} s")
         path = str(onnx_path) if not variant.engine else _engine(str(onnx_path), variant, pad_hw, cache, log,
                                                                  t.name)
+        if variant.converted:
+            path = _openvino_ir(str(onnx_path), variant, cache, log, t.name, calibration)
     t.artefacts[variant.name] = path
     return path
 

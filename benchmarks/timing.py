@@ -11,7 +11,10 @@ own time of its ``infer``). Only the split of the backend stage into ``network``
 * ONNX Runtime: the decode steps 1-4 alone (:func:`uniparser_sdk.benchmarks.targets.decode_graph`)
   run in a session with the same providers and threads right after each call, on image 0's network
   outputs with the call's thresholds (:func:`ort_decode_timer`); network = backend - that (derived);
-* TensorRT: network and decode are one number.
+* TensorRT, OpenVINO: network and decode are one number.
+
+``--threads`` reaches every backend through ``Parser(threads=)``: ONNX Runtime intra-op threads,
+OpenVINO ``INFERENCE_NUM_THREADS``, ``torch.set_num_threads``; each row reports what its runtime got.
 """
 from __future__ import annotations
 
@@ -112,15 +115,16 @@ def ort_decode_timer(decode_onnx: str, features, providers, threads: Optional[in
 
 
 def time_backend(t, backend: str, variant, path: str, images, counts, args, scale, device: str, log,
-                 decode_onnx: Optional[str] = None) -> dict:
-    """Open ``path`` on ``backend`` through :class:`Parser`, warm up, time, measure memory; one row."""
+                 decode_onnx: Optional[str] = None, results: Optional[dict] = None) -> dict:
+    """Open ``path`` on ``backend`` through :class:`Parser`, warm up, time, measure memory; one row.
+    ``results``: filled with image index -> the ParseResult of its last call (for agreement)."""
     from uniparser_sdk.runtime.parser import Parser
 
     gc.collect()
     rss_before = rss_mib()
     hwm_reset = reset_peak_rss()
     torch_mod = None
-    dev = "cuda" if backend == "tensorrt" else device
+    dev = "cuda" if backend == "tensorrt" else ("cpu" if backend == "openvino" else device)
     if backend == "torch":
         import torch as torch_mod
     gpu_base = gpu_used_mib() if (dev != "cpu" and backend != "torch") else None
@@ -128,6 +132,8 @@ def time_backend(t, backend: str, variant, path: str, images, counts, args, scal
     if cuda_torch:
         torch_mod.cuda.reset_peak_memory_stats()
     extra = {"max_instances": args.max_instances} if backend == "torch" else {}
+    if backend == "torch" and variant is not None and variant.precision != "fp32":
+        extra["precision"] = variant.precision
     parser = Parser(path, device=dev, threads=args.threads, scale=scale, **extra)
     net_timer = decode_fn = handle = None
     row_notes = []
@@ -155,6 +161,8 @@ def time_backend(t, backend: str, variant, path: str, images, counts, args, scal
             t0 = time.perf_counter()
             res = parser.predict(images[i], **kw)
             total = (time.perf_counter() - t0) * 1e3
+            if results is not None:
+                results[i] = res
             tm = res.timings
             inf = parser.backend.last_inference_time()  # the runner's own time of its infer call
             backend_ms = inf * 1e3 if inf is not None else tm.get("network")
@@ -197,6 +205,8 @@ def time_backend(t, backend: str, variant, path: str, images, counts, args, scal
         threads = {"torch": torch_mod.get_num_threads()} if torch_mod is not None else {}
         if backend == "onnxruntime":
             threads["onnxruntime_intra_op"] = getattr(parser.backend, "intra_op_threads", None) or args.threads
+        if backend == "openvino":
+            threads["openvino_inference_num_threads"] = getattr(parser.backend, "threads", None)
         real_device = parser.device
     finally:
         if handle is not None:

@@ -177,7 +177,7 @@ def test_plot_writes_png(tmp_path):
 def test_rows_record_their_variant(bench_output):
     _, _, doc, _ = bench_output
     by_backend = {r["backend"]: r["variant"] for r in doc["results"]}
-    assert by_backend == {"torch": None, "onnxruntime": "products-fp32"}
+    assert by_backend == {"torch": "torch-fp32", "onnxruntime": "products-fp32"}
     for r in doc["results"]:
         # stage times come from the runtime itself: backend = Backend.last_inference_time of each call
         assert r["ms"]["backend"]["n"] == 5
@@ -206,7 +206,7 @@ def test_variant_table_is_declared_once():
     # the bench's default rows are the table's products rows
     t = targets.Target(name="x", kind="config")
     plan = bench.row_plan(t, ["torch", "onnxruntime", "tensorrt"], trt_fp16=True)
-    assert [(b, v and v.name) for b, v in plan] == [("torch", None), ("onnxruntime", "products-fp32"),
+    assert [(b, v and v.name) for b, v in plan] == [("torch", "torch-fp32"), ("onnxruntime", "products-fp32"),
                                                      ("tensorrt", "products-fp16-tensorrt")]
 
 

@@ -34,6 +34,13 @@ artefacts:
                       --min-size..--max-size, opt --opt-size) and OUT.engine.json (the sidecar Parser
                       reads: metadata, TensorRT version, GPU compute capability, profile). Needs
                       TensorRT and an NVIDIA GPU; without them the command stops before any work.
+  --variant openvino-bf16 (or --precision bf16 --target openvino; also openvino-fp32, openvino-int8)
+                      OUT.xml + OUT.bin, an OpenVINO IR for CPUs: the fp32 ONNX graph is exported
+                      (parity-checked as usual) to a temporary file, converted at that precision
+                      (int8: calibrated on --calibration DIR, default the bundled samples + 24
+                      synthetic scenes), and the low-precision parity report against the fp32 ONNX
+                      model is printed (--eval-images N held-out scenes, 0 = agreement only).
+                      Runs with Parser("OUT.xml") / uniparser-predict OUT.xml.
   --triton-repo DIR   also a Triton Inference Server model repository (uniparser-triton's layout:
                       ensemble of Python pre/post-processing around the network, dynamic batching),
                       written after the ONNX file (and the engine with --engine: the network then runs
@@ -132,10 +139,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the ONNX Runtime vs PyTorch parity check (not recommended)")
     p.add_argument("--plugin", action="store_true",
                    help="export the plugin-v1 variant (network + one UniParserDecode node) instead")
+    p.add_argument("--precision", choices=("fp32", "fp16", "bf16", "int8"), default=None,
+                   help="what the deployed model computes in; with --target it selects a row of the variant table "
+                        "(bf16/int8 alone: openvino-bf16/-int8; fp16 alone: products-fp16, same as --fp16)")
+    p.add_argument("--target", choices=("onnxruntime", "tensorrt", "openvino"), default=None,
+                   help="runtime of the deployed model (tensorrt implies --engine; openvino writes an .xml IR)")
     p.add_argument("--variant", metavar="NAME", default=None,
                    help="a row of the variant table (uniparser_sdk.export.variants: layout x precision x target), "
                         "e.g. products-fp16 or plugin-fp32-tensorrt (a -tensorrt row implies --engine); default: "
                         "the row --fp16/--plugin/--engine select (products-fp32)")
+    o = p.add_argument_group("OpenVINO (--target openvino / --variant openvino-*)")
+    o.add_argument("--calibration", metavar="DIR",
+                   help="int8: folder of images to calibrate on (sorted order; default: the bundled samples + 24 "
+                        "synthetic scenes)")
+    o.add_argument("--calibration-limit", type=_positive_int, metavar="N", help="int8: the first N images only")
+    o.add_argument("--eval-images", type=int, default=100, metavar="N",
+                   help="held-out synthetic scenes for the parity report's AP^p_50 / AP^p_vol / PCP_50 (default 100; "
+                        "0 = agreement only)")
+    o.add_argument("--no-report", action="store_true", help="convert only, no low-precision parity report")
+    o.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of the parity report's runtimes")
     g = p.add_argument_group("TensorRT (--engine)")
     g.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT 10 and a GPU)")
     g.add_argument("--engine-output", metavar="OUT.engine", help="engine path (default: OUT with .engine)")
@@ -192,11 +214,25 @@ def _resolve_variant(args):
 
     try:
         if args.variant is None:
-            return variant_from_flags(fp16=args.fp16, plugin=args.plugin, engine=args.engine)
-        v = get_variant(args.variant)
+            v = variant_from_flags(fp16=args.fp16, plugin=args.plugin, engine=args.engine, precision=args.precision,
+                                   target=args.target)
+        else:
+            v = get_variant(args.variant)
+            for flag, given, want in (("--precision", args.precision, v.precision), ("--target", args.target, v.target)):
+                if given is not None and given != want:
+                    raise UsageError(f"{flag} {given} contradicts --variant {v.name} ({want})")
         v.export_options()
     except UnknownVariantError as exc:
         raise UsageError(str(exc)) from None
+    if v.converted and args.engine:
+        raise UsageError(f"--engine builds TensorRT engines; --variant {v.name} is an OpenVINO IR")
+    if not v.converted:
+        for flag, val in (("--calibration", args.calibration), ("--calibration-limit", args.calibration_limit),
+                          ("--no-report", args.no_report)):
+            if val:
+                raise UsageError(f"{flag} applies to the OpenVINO variants (--target openvino) only")
+    elif v.precision != "int8" and (args.calibration or args.calibration_limit):
+        raise UsageError("--calibration applies to int8 only (--variant openvino-int8)")
     if v.target is None and args.engine:
         raise UsageError(f"--variant {v.name} is an intermediate graph; --engine cannot build it")
     for flag, on, want in (("--fp16", args.fp16, v.onnx_precision == "fp16"), ("--plugin", args.plugin, v.plugin)):
@@ -239,6 +275,28 @@ def _check_trt(args) -> int:
               f"{report.violations[0]}", file=sys.stderr)
         return 1
     return 0
+
+
+def _convert(args, variant, onnx_path: Path, out: Path, step_total: int, log) -> None:
+    """The OpenVINO steps of a converted variant: the IR (atomic) and the low-precision parity report."""
+    from uniparser_sdk.backends.openvino.calibrate import calibration_images
+    from uniparser_sdk.backends.openvino.convert import convert_onnx
+    from uniparser_sdk.cli.quantize import format_report, parity_report
+
+    calib = None
+    if variant.precision == "int8":
+        calib = calibration_images(args.calibration, limit=args.calibration_limit)
+        src = args.calibration or "the bundled samples + synthetic scenes"
+        log(f"[3/{step_total}] calibrating int8 on {len(calib)} images ({src}) and converting -> {out}")
+    else:
+        log(f"[3/{step_total}] converting to OpenVINO IR ({variant.precision}) -> {out}")
+    convert_onnx(onnx_path, out, variant.precision, calibration=calib, progress=not args.quiet,
+                 log=lambda m: log("      " + m))
+    if args.no_report:
+        return
+    log(f"[4/{step_total}] low-precision parity report: {out.name} vs the fp32 ONNX graph (ONNX Runtime)")
+    rep = parity_report(onnx_path, out, threads=args.threads, eval_images=args.eval_images, progress=not args.quiet)
+    print("      " + format_report(rep).replace("\n", "\n      "), flush=True)
 
 
 _TRITON_WHY = ("--triton-repo needs the products-v2 layout (decode_params one row per image: Triton's dynamic "
@@ -313,7 +371,7 @@ def run(args, log) -> int:
         return _check_trt(args)
     _triton_variant(args)
     variant = _resolve_variant(args)
-    step_total = 3 if args.engine else 2
+    step_total = 3 if args.engine else (2 + (1 if args.no_report else 2) if variant.converted else 2)
     step_total += 1 if args.triton_repo else 0
     # ---- validate everything cheap before any work
     if args.opset not in (19, 20):
@@ -352,8 +410,21 @@ def run(args, log) -> int:
         shown = str(model_path)
     out = Path(args.output) if args.output else _default_output(None if args.model is None else model_path,
                                                                 variant.onnx_suffix)
-    if out.suffix.lower() != ".onnx":
-        raise UsageError(f"output {out} must end in .onnx")
+    if variant.converted and not args.output:
+        out = out.with_name(out.stem + variant.artefact_suffix)
+    want = ".xml" if variant.converted else ".onnx"
+    if out.suffix.lower() != want:
+        raise UsageError(f"output {out} must end in {want}" + (f" (--variant {variant.name} writes an OpenVINO IR: "
+                                                                "OUT.xml + OUT.bin)" if variant.converted else ""))
+    if variant.converted:
+        from uniparser_sdk.backends.openvino.convert import openvino
+
+        try:
+            openvino()
+        except Exception as exc:
+            raise EnvironmentMissing(f"--variant {variant.name} needs OpenVINO: {exc}") from None
+        if args.calibration and not Path(args.calibration).is_dir():
+            raise UsageError(f"calibration folder not found: {args.calibration}")
     if out.resolve() == model_path.resolve():
         raise UsageError("the output would overwrite the checkpoint")
     _check_writable(out, "output")
@@ -412,14 +483,32 @@ def run(args, log) -> int:
     meta = variant.build_meta(model, info, max_instances=k, ctr_score=args.ctr_score, mask_thr=args.mask_thr,
                               cate_score_thr=args.cate_score_thr)
     d = meta.decode
-    log(f"[2/{step_total}] exporting ONNX -> {out}  (thresholds ctr_score {d['ctr_score']:g}, mask_thr "
-        f"{d['mask_thr']:g}, cate_score_thr {d['cate_score_thr']:g})")
-    log(f"      variant {variant.name}: layout {variant.layout}, {variant.precision}, target "
-        f"{variant.target or '-'}")
-    report = variant.export(model, out, meta, opset=args.opset, simplify=not args.no_simplify,
-                            max_instances=k, sample_hw=args.sample_size, parity=not args.no_parity,
-                            parity_hw=args.parity_size, log=lambda m: log("      " + m.replace("\n", "\n      ")))
-    log("      " + report.summary().replace("\n", "\n      "))
+    onnx_out, tmpdir = out, None
+    if variant.converted:  # the fp32 graph goes to a temporary file beside the IR, removed at the end
+        import tempfile
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", dir=out.parent))
+        onnx_out = tmpdir / f"{out.stem}.onnx"
+    try:
+        log(f"[2/{step_total}] exporting ONNX -> {onnx_out if tmpdir is None else 'a temporary ' + onnx_out.name}  "
+            f"(thresholds ctr_score {d['ctr_score']:g}, mask_thr {d['mask_thr']:g}, cate_score_thr "
+            f"{d['cate_score_thr']:g})")
+        log(f"      variant {variant.name}: layout {variant.layout}, {variant.precision}, target "
+            f"{variant.target or '-'}" + (f", ONNX graph {variant.onnx_precision}" if variant.converted else ""))
+        report = variant.export(model, onnx_out, meta, opset=args.opset, simplify=not args.no_simplify,
+                                max_instances=k, sample_hw=args.sample_size, parity=not args.no_parity,
+                                parity_hw=args.parity_size,
+                                log=lambda m: log("      " + m.replace("\n", "\n      ")))
+        log("      " + report.summary().replace("\n", "\n      "))
+        if variant.converted:
+            del model
+            _convert(args, variant, onnx_out, out, step_total, log)
+    finally:
+        if tmpdir is not None:
+            for f in tmpdir.glob("*"):
+                f.unlink()
+            tmpdir.rmdir()
 
     # ---- 3. engine
     if args.engine:

@@ -96,7 +96,8 @@ class Parser:
         warmup: run one dummy inference now (True: at the typical input size; or an (H, W)).
         scale: (long side, short side) limits of the keep-ratio resize, overriding the model's
             (default (1333, 800), the official test scale).
-        threads: ONNX Runtime intra-op threads (``.pth``: ``torch.set_num_threads``). Default: the CPUs
+        threads: ONNX Runtime intra-op threads (``.pth``: ``torch.set_num_threads``; ``.xml``: OpenVINO's
+            ``INFERENCE_NUM_THREADS``). Default: the CPUs
             this process may use (:func:`~uniparser_sdk.runtime.cpus.available_cpus`: affinity mask and
             cgroup CPU quota), not the host's CPU count.
         session_options: an ``onnxruntime.SessionOptions`` for ``.onnx`` models, used as given except
@@ -105,13 +106,16 @@ class Parser:
         low_memory: ``.onnx`` only: turn ONNX Runtime's CPU memory arena and memory-pattern planning
             off. Costs some speed; keeps the resident memory flat when input sizes vary (the arena
             keeps every peak it has seen).
+        precision: ``.pth`` only: ``"fp32"`` (default) or ``"bf16"`` (CPU: the network under
+            ``torch.autocast`` bf16 on channels_last, the decode in float32). Exported models compute at
+            the precision they were exported / converted to (``uniparser-export --precision``).
         **decode: ``ctr_score``, ``mask_thr``, ``cate_score_thr``, ``max_instances`` overriding the
             values stored in the model.
     """
 
     def __init__(self, model, device: str = "auto", providers=None, *, warmup: Union[bool, Sequence[int]] = False,
                  threads: Optional[int] = None, scale: Optional[Sequence[int]] = None, session_options=None,
-                 low_memory: bool = False, **decode):
+                 low_memory: bool = False, precision: Optional[str] = None, **decode):
         decode = validate_decode_overrides(decode)  # early, before loading anything heavy
         self.path = str(model)
         suffix = Path(self.path).suffix.lower()
@@ -123,7 +127,14 @@ class Parser:
                 session_options, self.threads if explicit_threads else None, low_memory)
         elif session_options is not None:
             raise ValueError(f"session_options are ONNX Runtime options; {self.path} is not an .onnx model")
+        if precision is not None and suffix not in (".pth", ".pt"):
+            raise ValueError(f"precision= applies to .pth checkpoints; {self.path} computes at the precision it was "
+                             "exported / converted to (uniparser-export --precision / --variant)")
+        if suffix == ".xml" and explicit_threads:
+            backend_kwargs["threads"] = self.threads
         if suffix in (".pth", ".pt"):
+            if precision is not None:
+                backend_kwargs["precision"] = precision
             if explicit_threads:
                 backend_kwargs["threads"] = self.threads
             if "max_instances" in decode:
