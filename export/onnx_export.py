@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import copy
 import io
-import os
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -45,10 +43,11 @@ import torch.nn.functional as F
 
 from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta, build_model_meta, get_layout
 from uniparser_sdk.contract.layouts import LAYOUT_PRODUCTS_V2, PRODUCTS_LAYOUTS, RAW_V1
-from uniparser_sdk.contract import read_onnx_metadata as read_metadata  # noqa: F401  (used by the CLI)
 
 from uniparser_sdk.model.end_to_end import EndToEnd
 from uniparser_sdk.errors import UniParserError
+
+from uniparser_sdk.io_utils import atomic_write_bytes
 
 from .declare import declare_io
 
@@ -377,21 +376,7 @@ def atomic_write_model(proto_or_bytes, path) -> int:
     path = Path(path)
     if path.is_dir():
         raise ExportError(f"output path {path} is a directory; give a file name ending in .onnx")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
     return len(data)
 
 

@@ -100,6 +100,7 @@ import types  # noqa: E402
 
 from onnx import helper, numpy_helper  # noqa: E402
 
+from uniparser_sdk.contract import read_onnx_metadata  # noqa: E402
 from uniparser_sdk.export import onnx_export as ox  # noqa: E402
 from uniparser_sdk.export import parity  # noqa: E402
 from uniparser_sdk.model import dcn  # noqa: E402
@@ -114,7 +115,7 @@ def gate(tmp_path_factory):
     meta = ox.build_meta(model)
     path = tmp_path_factory.mktemp("gate") / "tiny.onnx"
     report = ox.export_onnx(model, path, meta, sample_hw=SAMPLE_HW, parity_hw=PARITY_HW, log=lambda m: None)
-    return types.SimpleNamespace(model=model, meta=ox.read_metadata(path), proto=onnx.load(str(path)),
+    return types.SimpleNamespace(model=model, meta=read_onnx_metadata(path), proto=onnx.load(str(path)),
                                  report=report.parity)
 
 
@@ -333,7 +334,7 @@ def test_official_r101_layout_exports_without_flags_and_parses(tmp_path, capsys,
     assert len(noise) == 3 and max(noise.values()) > 2.5e-4  # the depth really amplifies float32 rounding ...
     assert "4 x noise" in out  # ... and the bound follows it
     path = tmp_path / f"{stem}.onnx"
-    assert path.is_file() and ox.read_metadata(path).source_format == "mmdetection"
+    assert path.is_file() and read_onnx_metadata(path).source_format == "mmdetection"
 
     img = _bgr_image(96, 128, seed=7)
     with Parser(path, device="cpu", scale=(128, 96)) as p:
@@ -357,6 +358,6 @@ def test_official_r101_layout_exports_without_flags_and_parses(tmp_path, capsys,
     index = list(proto.graph.node).index(target)
     proto.graph.node.insert(index, helper.make_node("Gather", [target.input[2], "planted_perm"], ["planted_off"], axis=1))
     target.input[2] = "planted_off"
-    rep = parity.check_parity(proto.SerializeToString(), model, ox.read_metadata(path), sizes=[PARITY_HW], batch=1)
+    rep = parity.check_parity(proto.SerializeToString(), model, read_onnx_metadata(path), sizes=[PARITY_HW], batch=1)
     bad = [name for name, rel in rep.deform_conv if rel > 1e-4]
     assert not rep.ok and len(bad) == 1 and "layer3.11/" in bad[0]

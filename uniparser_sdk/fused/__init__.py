@@ -14,7 +14,6 @@ import ctypes
 import os
 from pathlib import Path
 
-import numpy as np
 
 # The TensorRT plugin node contract (name, version, namespace, inputs, outputs, attributes, part_maps
 # packing) is part of the graph contract: uniparser_sdk.contract.layouts (PLUGIN_V1); re-exported here.

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..io_utils import atomic_output
 from .toolchain import (CUDA_ARCHS, CUDA_HEADERS, CUDA_LIB_STEM, CUDA_SOURCE, KernelBuildError, _check_sources,
                         _digest, _Lock, _out_dir, _run)
 
@@ -148,9 +149,8 @@ def build_cuda_lib(archs=None, force: bool = False, verbose: bool = False) -> Pa
     with _Lock(out_dir / ".build.lock"):
         if lib.is_file() and not force:
             return lib
-        tmp = out_dir / f".{lib.name}.tmp"
-        _run([tk.nvcc, *flags, files[0], "-o", tmp, "-cudart", "shared"], "nvcc (CUDA decode library)", verbose)
-        os.replace(tmp, lib)
+        with atomic_output(lib, suffix=".so") as tmp:
+            _run([tk.nvcc, *flags, files[0], "-o", tmp, "-cudart", "shared"], "nvcc (CUDA decode library)", verbose)
     return lib
 
 

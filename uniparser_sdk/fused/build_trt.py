@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .build_cuda import CudaToolkit, _gencode, find_cuda, machine_archs
+from ..io_utils import atomic_output
 from .toolchain import (CUDA_HEADERS, CUDA_SOURCE, HARNESS_SOURCE, PLUGIN_HEADERS, PLUGIN_LIBRARY_NAME, PLUGIN_SOURCE,
                         STRICT_FLAGS, KernelBuildError, _check_sources, _compiler, _digest, _Lock, _out_dir, _run,
                         header_version, shared_dir, trt_header_sets)
@@ -197,10 +198,9 @@ def _harness_cuda_object(cuda: CudaToolkit, src: Path, verbose: bool) -> Path:
     obj = out_dir / f"harness-decode-{_digest(files, str(cuda.nvcc))}.o"
     with _Lock(out_dir / ".build.lock"):
         if not obj.is_file():
-            tmp = out_dir / f".{obj.name}.tmp"
-            _run([cuda.nvcc, "-c", "-O2", "-std=c++17", "-Xcompiler", "-fPIC", *_gencode([75]), src, "-o", tmp],
-                 "nvcc (harness kernels)", verbose)
-            os.replace(tmp, obj)
+            with atomic_output(obj, suffix=".o") as tmp:
+                _run([cuda.nvcc, "-c", "-O2", "-std=c++17", "-Xcompiler", "-fPIC", *_gencode([75]), src, "-o", tmp],
+                     "nvcc (harness kernels)", verbose)
     return obj
 
 

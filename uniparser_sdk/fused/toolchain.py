@@ -10,10 +10,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from ..errors import UniParserError
+from ..io_utils import atomic_output
 
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -43,6 +43,12 @@ OPENMP_FLAGS = ("-fopenmp",)
 #: our own C++ must compile without a warning; the TensorRT headers come in with -isystem, which silences the
 #: warnings *inside* them (their deprecation notices) but not a use of a deprecated API in our code
 STRICT_FLAGS = ("-Wall", "-Wextra", "-Werror")
+
+
+class _CompileFailed(Exception):
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
 
 
 class KernelBuildError(UniParserError, RuntimeError):
@@ -231,20 +237,17 @@ def _build_cached(stem: str, sources, headers, flag_variants, cxx: str, force: b
                 return lib
             if failed.is_file() and not force and i < len(flag_variants) - 1:
                 continue  # this variant did not compile before: go straight to the fallback
-            fd, tmp = tempfile.mkstemp(prefix=f".{stem}-", suffix=".so", dir=out_dir)
-            os.close(fd)
             try:
-                res = _compile(cxx, flags, srcs, Path(tmp))
-                if verbose:
-                    print(" ".join([cxx, *flags, *map(str, srcs)]), file=sys.stderr)
-                    if res.stderr:
-                        print(res.stderr, file=sys.stderr)
-                if res.returncode == 0:
-                    os.replace(tmp, lib)
-                    return lib
-                errors.append(f"{' '.join(flags)}:\n{res.stderr.strip()}")
-                failed.write_text(res.stderr)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+                with atomic_output(lib, suffix=".so") as tmp:
+                    res = _compile(cxx, flags, srcs, tmp)
+                    if verbose:
+                        print(" ".join([cxx, *flags, *map(str, srcs)]), file=sys.stderr)
+                        if res.stderr:
+                            print(res.stderr, file=sys.stderr)
+                    if res.returncode != 0:
+                        raise _CompileFailed(res.stderr)
+                return lib
+            except _CompileFailed as exc:
+                errors.append(f"{' '.join(flags)}:\n{exc.stderr.strip()}")
+                failed.write_text(exc.stderr)
     raise KernelBuildError(f"building {stem} failed:\n" + "\n\n".join(errors))

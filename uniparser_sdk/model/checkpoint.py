@@ -17,9 +17,7 @@ Official format: ``{"state_dict": {"backbone.*", "neck.*", "mask_head.*"}, "meta
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 from .configs import CONFIGS, DEPTH_BLOCKS, DecodeConfig, ModelConfig
 from .uniparser import UniParser
 from ..errors import UserInputError
+from ..io_utils import atomic_output
 
 FORMAT = "uniparser-sdk/1"
 # Keys the official checkpoints hold that our model does not use at inference (kept in the model
@@ -217,16 +216,8 @@ def checkpoint_dict(model: UniParser, meta: dict | None = None, **extra) -> dict
 def save_checkpoint(path, model: UniParser, meta: dict | None = None, **extra) -> Path:
     """Write our checkpoint format atomically (temporary file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(checkpoint_dict(model, meta, **extra), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
