@@ -260,7 +260,7 @@ def validate_export_args(opset: int, max_instances: int, sample_hw) -> None:
                          f"got {max_instances}")
     h, w = sample_hw
     if h <= 0 or w <= 0 or h % SIZE_DIVISOR or w % SIZE_DIVISOR:
-        raise ValueError(f"sample size {h}x{w} must be positive multiples of {SIZE_DIVISOR}")
+        raise ValueError(f"sample size {w}x{h} (WIDTHxHEIGHT) must be positive multiples of {SIZE_DIVISOR}")
 
 
 def _dim_names(proto) -> dict:
@@ -449,7 +449,7 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
 
     t0 = time.perf_counter()
     log(f"tracing {meta.config.get('name', 'model')} -> ONNX (layout {layout}, {precision}, "
-        f"opset {opset}, K={k}, sample {sample_hw[0]}x{sample_hw[1]})")
+        f"opset {opset}, K={k}, sample {sample_hw[1]}x{sample_hw[0]})")
     try:
         proto = trace_to_onnx(model, layout=layout, opset=opset, fp16=fp16, max_instances=k, sample_hw=sample_hw)
     except Exception as exc:
@@ -479,7 +479,7 @@ def export_onnx(model, path, meta: ModelMeta, opset: int = DEFAULT_OPSET, fp16: 
         t0 = time.perf_counter()
         sizes = parity_mod.parity_sizes(sample_hw, parity_hw)
         log(f"parity check: ONNX Runtime vs PyTorch on {parity_batch} images at "
-            f"{', '.join(f'{a}x{b}' for a, b in sizes)} (export sample {sample_hw[0]}x{sample_hw[1]})")
+            f"{', '.join(f'{w}x{h}' for h, w in sizes)} (export sample {sample_hw[1]}x{sample_hw[0]})")
         if layout == LAYOUT_PRODUCTS_V2:  # the gate feeds one set of thresholds: check a (3,) view of it
             report_parity = parity_mod.check_parity(products_v1_view(proto).SerializeToString(), model,
                                                     replace(meta, layout=LAYOUT_PRODUCTS), sizes=sizes,

@@ -232,7 +232,7 @@ class ParityReport:
                     "gate can only catch gross errors; check the weights (exploding activations?)")
 
     def format(self) -> str:
-        sizes = ", ".join(f"{h}x{w}" for h, w in self.sizes)
+        sizes = ", ".join(f"{w}x{h}" for h, w in self.sizes)
         fp64 = self.reference == "fp64"
         if fp64:
             head = f"{self.precision} ONNX Runtime and fp32 PyTorch vs fp64 PyTorch reference"
@@ -292,7 +292,7 @@ def parity_sizes(sample_hw, requested=None) -> list:
         sizes = [(h + 64, max(SIZE_DIVISOR, w - 32) if w - 32 != h + 64 else w + 32)]
     for h, w in sizes:
         if h <= 0 or w <= 0 or h % SIZE_DIVISOR or w % SIZE_DIVISOR:
-            raise ValueError(f"parity size {h}x{w} must be positive multiples of {SIZE_DIVISOR}")
+            raise ValueError(f"parity size {w}x{h} (WIDTHxHEIGHT) must be positive multiples of {SIZE_DIVISOR}")
     return sizes
 
 

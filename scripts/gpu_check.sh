@@ -8,10 +8,10 @@
 # decode, torch backend note, CUDA-event timings of decode and network at 1333x800 for r50 / r50-light, fp32 /
 # fp16) and $RES/pytest_gpu.xml. Steps (each logged; the script stops at the first failure, exits non-zero):
 #   1. environment: nvidia-smi, nvcc, torch.cuda
-#   2. nvcc compile check sm_75..sm_120 + a -G build's register check (pytest of tests/test_kernels.py)
+#   2. nvcc compile check sm_75..sm_120 + a -G build's register check (pytest of tests/fused/test_kernels.py)
 #   3. build for this GPU: CUDA library, PyTorch CUDA op, TensorRT plugin when TensorRT is there
 #   4. python -m uniparser_sdk.fused.gpu_check (the JSON report)
-#   5. pytest -m gpu tests/test_kernels.py (CUDA op == reference, slots, limits)
+#   5. pytest -m gpu tests/fused/test_kernels.py (CUDA op == reference, slots, limits)
 #   6. TensorRT step (owner: the TensorRT backend; skipped where `import tensorrt` fails)
 set -euo pipefail
 
@@ -37,7 +37,7 @@ run "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.vers
 
 step "2/6 nvcc compile check (sm_75..sm_120) and -G register check"
 run "$PY" -m uniparser_sdk.fused.build --cuda-check
-run "$PY" -m pytest -q -rs tests/test_kernels.py -k "registers or nvcc"
+run "$PY" -m pytest -q -rs tests/fused/test_kernels.py -k "registers or nvcc"
 
 step "3/6 build for this GPU (CUDA library, PyTorch CUDA op, TensorRT plugin if TensorRT is installed)"
 run "$PY" -m uniparser_sdk.fused.build --all --json "$RES/build.json"
@@ -46,7 +46,7 @@ step "4/6 fused CUDA op vs reference + timings (JSON report)"
 run "$PY" -m uniparser_sdk.fused.gpu_check --json "$RES/fused_gpu.json"
 
 step "5/6 pytest -m gpu (kernels)"
-run "$PY" -m pytest -m gpu -v -rs tests/test_kernels.py --junitxml="$RES/pytest_gpu.xml"
+run "$PY" -m pytest -m gpu -v -rs tests/fused/test_kernels.py --junitxml="$RES/pytest_gpu.xml"
 
 step "6/6 TensorRT"
 # ======================================================================================================
@@ -57,7 +57,7 @@ step "6/6 TensorRT"
 # skips). Builds the embedded model's products-v1 engines (FP32, and FP16 from the FP16 ONNX: strongly
 # typed), runs each against its ONNX on the bundled samples, builds the plugin-v1 engine twice in one
 # process when kernels/build has the plugin (the registry-first plugin loading), and runs the GPU tests
-# of tests/test_tensorrt_backend.py (already part of step 5; repeated here with -v for the log).
+# of tests/backends/tensorrt/test_tensorrt_backend.py (already part of step 5; repeated here with -v for the log).
 step "TensorRT build + run + plugin"
 if "$PY" -c "import tensorrt" >/dev/null 2>&1; then
   TRT="$RES/tensorrt"
@@ -66,7 +66,7 @@ if "$PY" -c "import tensorrt" >/dev/null 2>&1; then
   for prec in fp32 fp16; do
     flag=(); [[ $prec == fp16 ]] && flag=(--fp16)
     run "$PY" -m uniparser_sdk.cli.export "${flag[@]}" -o "$TRT/default-$prec.onnx" --engine \
-      --sample-size 256x352 --min-size 256 --opt-size 384x512 --max-size 640 --batch 1,1,2
+      --sample-size 352x256 --min-size 256 --opt-size 512x384 --max-size 640 --batch 1,1,2
     run "$PY" -c "
 import sys, numpy as np
 from pathlib import Path
@@ -84,7 +84,7 @@ print('engine', engine, 'ran on', len(imgs), 'images; last_inference_time', geta
   LIB=${UNIPARSER_TRT_PLUGIN:-kernels/build/libuniparser_trt_plugin.so}
   if [[ -f "$LIB" ]]; then
     run "$PY" -m uniparser_sdk.cli.export --plugin -o "$TRT/default-plugin.onnx" --engine --plugin-lib "$LIB" \
-      --sample-size 256x352 --min-size 256 --opt-size 384x512 --max-size 640 --batch 1,1,2
+      --sample-size 352x256 --min-size 256 --opt-size 512x384 --max-size 640 --batch 1,1,2
     run "$PY" -c "
 import sys
 from uniparser_sdk.backends.tensorrt import build as tb
@@ -100,7 +100,7 @@ with Parser(onnx[:-5] + '.engine') as p:
   else
     echo "no plugin library at $LIB: plugin-v1 engine skipped (build kernels/ with -DTensorRT_ROOT)" | tee -a "$LOG"
   fi
-  run "$PY" -m pytest -m gpu -v -rs tests/test_tensorrt_backend.py
+  run "$PY" -m pytest -m gpu -v -rs tests/backends/tensorrt/test_tensorrt_backend.py
 else
   echo "tensorrt is not importable here: TensorRT step skipped (pip install 'uniparser-sdk[trt]' on a machine" \
        "with TensorRT's libraries to run it)" | tee -a "$LOG"

@@ -7,7 +7,7 @@
   ``readelf --dyn-syms``), so ``import tensorrt`` succeeds without TensorRT's libraries;
 * :func:`run_tensorrt` runs Python code in a subprocess where ``import tensorrt`` is those real bindings;
 * :func:`dump_module` (run there) writes ``dir()`` of every class, the members of every enum and the kind
-  of every name; the dumps are committed under ``tests/data/tensorrt_api/`` and a test regenerates them
+  of every name; the dumps are committed under ``tests/backends/tensorrt/api_dumps/`` and a test regenerates them
   from the real bindings and compares (``python tests/_trt_env.py`` rewrites them);
 * :class:`FakeModule` builds a stand-in module from a dump: every class, method, property and enum member
   of the real module of that version, nothing else. Behaviours (what a method returns) are given per
@@ -25,7 +25,7 @@ import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data" / "tensorrt_api"
+DATA = Path(__file__).resolve().parent / "backends" / "tensorrt" / "api_dumps"
 PY_TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 TRT_BINDINGS = {10: ("tensorrt-cu12-bindings", "10.16.0.72"), 11: ("tensorrt-cu13-bindings", "11.4.0.106")}
 CUDA_BINDINGS = (("cuda-bindings", "13.5.0"), ("cuda-pathfinder", "1.9.1"))

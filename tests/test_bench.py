@@ -277,7 +277,7 @@ def test_export_cli_reads_the_variant_table(tmp_path, capsys):
     assert cli_export.main(["--variant", "products-fp32", "--fp16", "-o", str(tmp_path / "x.onnx")]) == 2
     assert "contradicts" in capsys.readouterr().err
     out = tmp_path / "m16.onnx"
-    assert cli_export.main(["--variant", "products-fp16", "--no-parity", "--no-simplify", "--sample-size", "64x96",
+    assert cli_export.main(["--variant", "products-fp16", "--no-parity", "--no-simplify", "--sample-size", "96x64",
                             "-o", str(out), "-q"]) == 0
     meta = read_onnx_metadata(onnx.load(str(out), load_external_data=False))
     assert (meta.layout, meta.precision) == ("products-v1", "fp16")

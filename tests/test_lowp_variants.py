@@ -52,7 +52,7 @@ def _export(argv, capsys):
 
 
 def test_export_cli_openvino_usage_errors(tmp_path, capsys):
-    base = [str(DEFAULT_MODEL), "--no-parity", "--no-simplify", "--sample-size", "64x96"]
+    base = [str(DEFAULT_MODEL), "--no-parity", "--no-simplify", "--sample-size", "96x64"]
     for extra, msg in ((["--variant", "openvino-bf16", "-o", str(tmp_path / "m.onnx")], "must end in .xml"),
                        (["--variant", "openvino-bf16", "--calibration", str(tmp_path)], "int8 only"),
                        (["--variant", "products-fp32", "--calibration", str(tmp_path)], "OpenVINO variants"),
@@ -73,7 +73,7 @@ def test_export_cli_writes_ir_and_parity_report(tmp_path, capsys):
 
     out = tmp_path / "m.xml"
     rc, cap = _export([str(DEFAULT_MODEL), "--precision", "bf16", "--target", "openvino", "--no-simplify",
-                       "--sample-size", "128x160", "--eval-images", "0", "--threads", "1", "-o", str(out)], capsys)
+                       "--sample-size", "160x128", "--eval-images", "0", "--threads", "1", "-o", str(out)], capsys)
     assert rc == 0, cap.err
     assert "parity: PASS" in cap.out and "parity of bf16 vs fp32" in cap.out and "mask" in cap.out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.bin", "m.xml"]  # the temporary ONNX is gone
@@ -92,7 +92,7 @@ def test_export_cli_int8_calibration_folder_and_failed_conversion(tmp_path, caps
     for i, im in enumerate(calibration_images(synthetic=0)[:2]):
         cv2.imwrite(str(cal / f"{i}.png"), im)
     outdir = tmp_path / "out"
-    base = [str(DEFAULT_MODEL), "--variant", "openvino-int8", "--no-parity", "--no-simplify", "--sample-size", "64x96",
+    base = [str(DEFAULT_MODEL), "--variant", "openvino-int8", "--no-parity", "--no-simplify", "--sample-size", "96x64",
             "--calibration", str(cal), "--no-report", "-q"]
     rc, cap = _export(base + ["-o", str(outdir / "m.xml")], capsys)
     assert rc == 0, cap.err

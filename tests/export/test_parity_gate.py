@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from test_model import official_keys  # noqa: E402  (the authors' key layout, written from DESIGN §2)
+from _official_layout import official_keys  # noqa: E402  (the authors key layout, written from DESIGN §2)
 
 from uniparser_sdk.model.uniparser import UniParser  # noqa: E402
 
@@ -323,7 +323,7 @@ def test_official_r101_layout_exports_without_flags_and_parses(tmp_path, capsys,
     ckpt["meta"].update(seed=np.int64(20211), hook_msgs={"best_score": np.float64(0.512)})
     ckpt["optimizer"] = {"state": {}, "param_groups": [{"lr": 0.02, "momentum": 0.9, "params": list(range(4))}]}
     torch.save(ckpt, tmp_path / f"{stem}.pth")
-    code = cli.main([f"{stem}.pth", "--sample-size", "64x96", "--parity-size", "96x64"])
+    code = cli.main([f"{stem}.pth", "--sample-size", "96x64", "--parity-size", "64x96"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert f"variant {variant!r}" in out and "vs fp64 PyTorch reference" in out and "result: PASS" in out

@@ -17,7 +17,7 @@ import pytest
 
 from uniparser_sdk.fused import build as kbuild
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _sources(repo: Path) -> list[str]:

@@ -25,7 +25,7 @@ from uniparser_sdk.results import ParseResult, rle_decode
 from uniparser_sdk.runtime import Parser
 from uniparser_sdk.runtime.video import VideoOpenError, VideoSink, VideoSource, source_stem
 
-ASSETS = Path(__file__).resolve().parents[1] / "uniparser_sdk" / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "uniparser_sdk" / "assets"
 SCALE = (256, 192)  # small network inputs keep the CPU tests fast
 K = 10
 

@@ -200,7 +200,7 @@ def test_parser_reads_products_v2_like_v1(exported):
     from uniparser_sdk.runtime import Parser
 
     _, paths = exported
-    samples = sorted((__import__("pathlib").Path(__file__).resolve().parents[1] / "uniparser_sdk" / "assets"
+    samples = sorted((__import__("pathlib").Path(__file__).resolve().parents[2] / "uniparser_sdk" / "assets"
                       / "samples").glob("*.png"))[:2]
     with Parser(paths["products-v1"], device="cpu") as p1, Parser(paths["products-v2"], device="cpu") as p2:
         assert p2.layout == "products-v2"
@@ -218,7 +218,7 @@ def test_parser_reads_products_v2_like_v1(exported):
 def _export_cli(argv, capsys):
     from uniparser_sdk.cli import export as cli
 
-    code = cli.main([*map(str, argv), "--sample-size", "96x128", "-q"])
+    code = cli.main([*map(str, argv), "--sample-size", "128x96", "-q"])
     return code, capsys.readouterr()
 
 
@@ -291,7 +291,7 @@ def test_export_triton_repo_with_engine_on_the_generated_fake(major, tmp_path, c
     with max_batch_size = the profile's largest batch."""
     import sys
 
-    from test_tensorrt_backend import trt_fake
+    from _trt_fakes import trt_fake
     from uniparser_sdk.backends.tensorrt import build as tb
 
     env = server_env()

@@ -31,9 +31,9 @@ from uniparser_sdk.serving.local import (EnvironmentUnavailable, LocalTritonServ
                                          env_python)
 from uniparser_sdk.serving.repository import RepositoryOptions  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((ROOT / "uniparser_sdk" / "assets" / "samples").glob("*.png"))
-DRIVER = ROOT / "tests" / "triton_driver.py"
+DRIVER = ROOT / "tests" / "serving" / "triton_driver.py"
 OVERRIDE = (0.35, 0.6, 0.3)  # per-request thresholds, other than the model's
 
 

@@ -1,9 +1,9 @@
 """Run by the Triton tests inside the tritonserver environment (numpy<2, tritonclient; see
 uniparser_sdk/serving/local.py), not collected by pytest. Writes a JSON report the test asserts on.
 
-    python tests/triton_driver.py configs REPO OUT.json
+    python tests/serving/triton_driver.py configs REPO OUT.json
         every config.pbtxt parsed as Triton's ModelConfig protobuf (tritonclient.grpc.model_config_pb2)
-    python tests/triton_driver.py clients HTTP_URL GRPC_URL REF.npz OUT.json
+    python tests/serving/triton_driver.py clients HTTP_URL GRPC_URL REF.npz OUT.json
         the bundled samples over HTTP and gRPC, concurrently, as files and as raw pixels, compared with
         Parser.predict's results in REF.npz; bad requests; the server still serving after them
 """

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
-from typing import Callable
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from ..errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, UniParserError, UserInputError
 
@@ -93,6 +96,24 @@ def open_parser(args, model, **kwargs):
         raise
     except (ImportError, ValueError, TypeError, RuntimeError, OSError) as exc:
         raise UserError(f"cannot load model {model}: {exc}") from exc
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Ctrl-C inside the block is held until the block ends, then raised: a group of writes that belong
+    together (one frame's video frame, JSON line and COCO entry) is done whole or not at all. Outside the
+    main thread (no signal handlers there) the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def run_cli(prog: str, body: Callable[[], int | None], user_errors: tuple = (),

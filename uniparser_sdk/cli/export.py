@@ -13,6 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import UniParserError, UserInputError
+from .common import UserError, parse_size, run_cli
+
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pth"
 PROG = "uniparser-export"
 
@@ -49,7 +52,8 @@ artefacts:
                       products-v2-fp32-tensorrt with --engine; a contradicting --variant/--fp16/--plugin
                       is a usage error. DIR must not exist or be empty; it is written whole or not at all.
 
-exit codes: 0 ok, 1 export/parity/build failed, 2 usage error, 3 TensorRT or GPU missing.
+exit codes: 0 ok, 1 export/parity/build failed or TensorRT/GPU/OpenVINO missing, 2 usage or input
+error, 130 interrupted (nothing partial is written).
 """
 
 
@@ -58,25 +62,23 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-class UsageError(Exception):
-    pass
+class UsageError(UserError):
+    """A usage mistake: one line, exit code 2."""
 
 
-class EnvironmentMissing(Exception):
-    pass
+class EnvironmentMissing(UniParserError, RuntimeError):
+    """What the asked artefact needs is not installed here (TensorRT, a GPU, OpenVINO): exit code 1."""
 
 
 def _hw(text: str):
-    """'800x1344' or '640' -> (h, w)."""
+    """WIDTHxHEIGHT (the SDK's one size convention; a single number is a square) -> (H, W)."""
+    t = str(text).strip()
+    if t.isdigit():
+        t = f"{t}x{t}"
     try:
-        parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 800x1344), got {text!r}") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or min(parts) <= 0:
-        raise argparse.ArgumentTypeError(f"expected HxW with positive sides, got {text!r}")
-    return tuple(parts)
+        return parse_size(t)
+    except UserInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _unit(text: str) -> float:
@@ -131,10 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-thr", type=_unit, metavar="F", help="instance mask threshold stored in the model")
     p.add_argument("--cate-score-thr", type=_unit, metavar="F", help="maskness threshold stored in the model")
     p.add_argument("--no-simplify", action="store_true", help="skip onnxsim")
-    p.add_argument("--sample-size", type=_hw, default=(256, 352), metavar="HxW",
-                   help="image size traced at export (default 256x352; the graph stays dynamic)")
-    p.add_argument("--parity-size", type=_hw, default=None, metavar="HxW",
-                   help="image size of the parity check (default: sample size + (64, -32))")
+    p.add_argument("--sample-size", type=_hw, default=(256, 352), metavar="WIDTHxHEIGHT",
+                   help="image size traced at export (default 352x256; the graph stays dynamic)")
+    p.add_argument("--parity-size", type=_hw, default=None, metavar="WIDTHxHEIGHT",
+                   help="image size of the parity check (default: the sample size, 32 narrower and 64 higher)")
     p.add_argument("--no-parity", action="store_true",
                    help="skip the ONNX Runtime vs PyTorch parity check (not recommended)")
     p.add_argument("--plugin", action="store_true",
@@ -172,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx-tensorrt's operator matrix (default: $UNIPARSER_TRT_OPERATORS, else "
                         "../shared/third_party/onnx-tensorrt/operators-10.1.md beside the repository)")
     g.add_argument("--min-size", type=_positive_int, default=320, metavar="N", help="profile min side (default 320)")
-    g.add_argument("--opt-size", type=_hw, default=(800, 1344), metavar="HxW",
-                   help="profile opt shape (default 800x1344)")
+    g.add_argument("--opt-size", type=_hw, default=(800, 1344), metavar="WIDTHxHEIGHT",
+                   help="profile opt shape (default 1344x800)")
     g.add_argument("--max-size", type=_positive_int, default=1344, metavar="N", help="profile max side (default 1344)")
     g.add_argument("--batch", type=_batch, default=(1, 1, 4), metavar="MIN,OPT,MAX",
                    help="profile batch sizes (default 1,1,4)")
@@ -290,8 +292,16 @@ def _convert(args, variant, onnx_path: Path, out: Path, step_total: int, log) ->
         log(f"[3/{step_total}] calibrating int8 on {len(calib)} images ({src}) and converting -> {out}")
     else:
         log(f"[3/{step_total}] converting to OpenVINO IR ({variant.precision}) -> {out}")
-    convert_onnx(onnx_path, out, variant.precision, calibration=calib, progress=not args.quiet,
-                 log=lambda m: log("      " + m))
+    try:
+        convert_onnx(onnx_path, out, variant.precision, calibration=calib, progress=not args.quiet,
+                     log=lambda m: log("      " + m))
+    except UniParserError:
+        raise
+    except Exception as exc:  # OpenVINO / NNCF failures: the job failed, one line
+        from uniparser_sdk.backends.openvino.convert import OpenVINOConversionError
+
+        raise OpenVINOConversionError(f"converting {onnx_path.name} to OpenVINO IR failed: {type(exc).__name__}: "
+                                      f"{exc}; nothing was written to {out}") from exc
     if args.no_report:
         return
     log(f"[4/{step_total}] low-precision parity report: {out.name} vs the fp32 ONNX graph (ONNX Runtime)")
@@ -365,8 +375,6 @@ def _write_triton(args, out: Path, engine_path, step: str, log) -> None:
 
 
 def run(args, log) -> int:
-    if args.trt_operators:  # the --engine export's check reads it from there
-        os.environ["UNIPARSER_TRT_OPERATORS"] = str(args.trt_operators)
     if args.check_trt:
         return _check_trt(args)
     _triton_variant(args)
@@ -522,7 +530,8 @@ def run(args, log) -> int:
         try:
             built = tb.build_engine_with_sidecar(out, engine_path, fp16=args.fp16, profile=profile,
                                                  workspace=int(args.workspace * (1 << 30)), timing_cache=cache,
-                                                 plugin_lib=args.plugin_lib, env=env, log=log)
+                                                 plugin_lib=args.plugin_lib, env=env, log=log,
+                                                 operators=args.trt_operators)
         except (tb.EngineBuildError, tb.TensorRTUnavailable, OSError) as exc:
             raise ox.ExportError(f"engine build failed: {exc} (the ONNX file {out} is complete; no engine "
                                  "was written)") from None
@@ -533,43 +542,35 @@ def run(args, log) -> int:
     return 0
 
 
+def _nothing_written(exc: UniParserError) -> UniParserError:
+    """An export failure's message, saying that nothing partial was left (the exporter's promise)."""
+    mod = sys.modules.get("uniparser_sdk.export.onnx_export")
+    if mod is not None and isinstance(exc, mod.ExportError):
+        msg = str(exc)
+        if not ("nothing" in msg or "no engine" in msg):
+            return type(exc)(f"{msg}; nothing was written")
+    return exc
+
+
 def main(argv=None) -> int:
-    parser = build_parser()
     t0 = time.perf_counter()
-    quiet = False
 
-    def err(msg: str) -> None:
-        print(f"{PROG}: error: {msg}", file=sys.stderr)
-
-    try:
-        args = parser.parse_args(argv)
-        quiet = args.quiet
-        log = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
-        code = run(args, log)
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+        try:
+            code = run(args, log)
+        except UniParserError as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise _nothing_written(exc) from None
         print(f"{PROG}: done in {time.perf_counter() - t0:.1f} s")
         return code
-    except SystemExit as exc:  # --help, --version
-        return int(exc.code or 0)
-    except UsageError as exc:
-        err(str(exc))
-        return 2
-    except EnvironmentMissing as exc:
-        err(str(exc))
-        return 3
-    except KeyboardInterrupt:
-        err("interrupted; nothing partial was written")
-        return 130
-    except Exception as exc:  # export failures: one line, no traceback (UNIPARSER_DEBUG=1 shows it)
-        from uniparser_sdk.export.onnx_export import ExportError
 
-        if os.environ.get("UNIPARSER_DEBUG"):
-            raise
-        if isinstance(exc, ExportError):
-            msg = str(exc)
-            err(msg if "nothing" in msg or "no engine" in msg else f"{msg}; nothing was written")
-        else:
-            err(f"unexpected {type(exc).__name__}: {exc} (set UNIPARSER_DEBUG=1 for the traceback)")
-        return 1
+    try:
+        return run_cli(PROG, body, interrupted="interrupted; nothing partial was written")
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import EXIT_USAGE
-from .common import UserError, add_model_options, open_parser, run_cli, size_arg
+from .common import UserError, add_model_options, deferred_interrupt, open_parser, run_cli, size_arg
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
                   ".pbm", ".pgm", ".ppm", ".pnm", ".jp2")
@@ -306,16 +306,19 @@ class _Run:
                     index = k * args.every
                     name = f"{rel.name}_f{index:06d}"
                     result.source = str(src.path)
-                    if frame_files:
-                        write_outputs(result, frame, self.out_root, rel.with_name(name), args)
-                    if sink is not None:
-                        sink.write(result.draw(frame, alpha=args.alpha, legend="outside"))
-                    if jl is not None:
-                        jl.write({"frame": index, "time_s": round(index / video.fps, 6),
-                                  **result.to_dict(include_parts=args.json_parts)})
-                    if self.coco is not None:
-                        self.coco.add(name, result)
-                    parsed += 1
+                    overlay = result.draw(frame, alpha=args.alpha, legend="outside") if sink is not None else None
+                    line = ({"frame": index, "time_s": round(index / video.fps, 6),
+                             **result.to_dict(include_parts=args.json_parts)} if jl is not None else None)
+                    with deferred_interrupt():  # one frame's outputs are written together or not at all
+                        if frame_files:
+                            write_outputs(result, frame, self.out_root, rel.with_name(name), args)
+                        if sink is not None:
+                            sink.write(overlay)
+                        if jl is not None:
+                            jl.write(line)
+                        if self.coco is not None:
+                            self.coco.add(name, result)
+                        parsed += 1
                     self.done(str(rel.with_name(name)), result)
             except (OSError, ValueError, TypeError) as exc:
                 return self.fail(str(rel), f"{rel}: frame {parsed * args.every}: {exc}")

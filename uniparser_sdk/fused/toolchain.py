@@ -31,7 +31,7 @@ PLUGIN_SOURCE = "trt_plugin/uniparser_decode_plugin.cpp"
 PLUGIN_HEADERS = ("trt_plugin/uniparser_decode_plugin.h",)
 HARNESS_SOURCE = "testing/trt_plugin_harness.cpp"
 PROBE_SOURCE = "testing/core_probe.cpp"
-#: every file a build needs (the wheel ships exactly these; tests/test_kernel_package.py checks it)
+#: every file a build needs (the wheel ships exactly these; tests/fused/test_kernel_package.py checks it)
 ALL_SOURCES = (CPU_SOURCES + CPU_HEADERS + (CUDA_SOURCE, "uniparser_decode_cuda.h", PLUGIN_SOURCE) + PLUGIN_HEADERS
                + ("torch_op/uniparser_decode_op.cpp", "CMakeLists.txt", HARNESS_SOURCE, PROBE_SOURCE))
 CUDA_ARCHS = (75, 80, 86, 89, 90, 100, 120)

@@ -15,7 +15,7 @@ from uniparser_sdk.errors import UniParserError  # noqa: E402
 
 def test_installed_onnxruntime_is_new_enough_and_setup_pins_it():
     runner.check_onnxruntime_version(ort)  # the real module, unchanged
-    setup = (Path(__file__).resolve().parent.parent / "setup.py").read_text()
+    setup = (Path(__file__).resolve().parents[3] / "setup.py").read_text()
     pins = dict(re.findall(r'"(onnxruntime(?:-gpu)?)(>=[\d.]+)', setup))
     assert pins == {"onnxruntime": ">=1.25", "onnxruntime-gpu": ">=1.25"}
 

@@ -85,7 +85,7 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("major", MAJORS)
 def test_committed_dump_equals_the_real_module(major):
-    """The fakes are generated from tests/data/tensorrt_api/*.json: they must be the real module's dump
+    """The fakes are generated from tests/backends/tensorrt/api_dumps/*.json: they must be the real module's dump
     (regenerate with `python tests/_trt_env.py`)."""
     _need(env.stub_libs, major)
     version = env.TRT_BINDINGS[major][1]
