@@ -21,7 +21,7 @@ import numpy as np
 
 PathLike = Union[str, os.PathLike]
 
-__all__ = ["IMAGE_EXTENSIONS", "atomic_output", "atomic_write_bytes", "atomic_write_text", "atomic_imwrite", "imread"]
+__all__ = ["IMAGE_EXTENSIONS", "Closing", "atomic_output", "atomic_write_bytes", "atomic_write_text", "atomic_imwrite", "imread"]
 
 # Extensions cv2.imencode handles in a standard opencv-python build.
 IMAGE_EXTENSIONS = (
@@ -40,6 +40,20 @@ _DEPTHS = {
     ".pbm": ("uint8", "uint16"), ".pgm": ("uint8", "uint16"), ".ppm": ("uint8", "uint16"),
     ".pnm": ("uint8", "uint16"), ".pxm": ("uint8", "uint16"),
 }
+
+
+class Closing:
+    """Mixin of the SDK's writers and sources: ``with obj: ...`` calls ``obj.close()`` on the way out."""
+
+    def close(self):  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
 
 def _umask() -> int:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..errors import UniParserError, UserInputError
-from .common import UserError, parse_size, run_cli
+from .common import UserError, parse_size, positive_int, run_cli
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "assets" / "default_model.pth"
 PROG = "uniparser-export"
@@ -91,16 +91,6 @@ def _unit(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
-
 def _batch(text: str):
     try:
         parts = tuple(int(p) for p in text.split(","))
@@ -127,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "file) instead of the one stored in / inferred from the checkpoint")
     p.add_argument("--opset", type=int, default=19, metavar="N", help="ONNX opset, 19 or 20 (default 19)")
     p.add_argument("--fp16", action="store_true", help="half-precision weights and compute (decode stays float32)")
-    p.add_argument("--max-instances", type=_positive_int, default=None, metavar="K",
+    p.add_argument("--max-instances", type=positive_int, default=None, metavar="K",
                    help="fixed number of instance slots K (default: the config's, 100)")
     p.add_argument("--ctr-score", type=_unit, metavar="F", help="center score threshold stored in the model")
     p.add_argument("--mask-thr", type=_unit, metavar="F", help="instance mask threshold stored in the model")
@@ -154,12 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--calibration", metavar="DIR",
                    help="int8: folder of images to calibrate on (sorted order; default: the bundled samples + 24 "
                         "synthetic scenes)")
-    o.add_argument("--calibration-limit", type=_positive_int, metavar="N", help="int8: the first N images only")
+    o.add_argument("--calibration-limit", type=positive_int, metavar="N", help="int8: the first N images only")
     o.add_argument("--eval-images", type=int, default=100, metavar="N",
                    help="held-out synthetic scenes for the parity report's AP^p_50 / AP^p_vol / PCP_50 (default 100; "
                         "0 = agreement only)")
     o.add_argument("--no-report", action="store_true", help="convert only, no low-precision parity report")
-    o.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads of the parity report's runtimes")
+    o.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads of the parity report's runtimes")
     g = p.add_argument_group("TensorRT (--engine)")
     g.add_argument("--engine", action="store_true", help="also build a TensorRT engine (needs TensorRT 10 and a GPU)")
     g.add_argument("--engine-output", metavar="OUT.engine", help="engine path (default: OUT with .engine)")
@@ -173,10 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trt-operators", metavar="operators.md",
                    help="onnx-tensorrt's operator matrix (default: $UNIPARSER_TRT_OPERATORS, else "
                         "../shared/third_party/onnx-tensorrt/operators-10.1.md beside the repository)")
-    g.add_argument("--min-size", type=_positive_int, default=320, metavar="N", help="profile min side (default 320)")
+    g.add_argument("--min-size", type=positive_int, default=320, metavar="N", help="profile min side (default 320)")
     g.add_argument("--opt-size", type=_hw, default=(800, 1344), metavar="WIDTHxHEIGHT",
                    help="profile opt shape (default 1344x800)")
-    g.add_argument("--max-size", type=_positive_int, default=1344, metavar="N", help="profile max side (default 1344)")
+    g.add_argument("--max-size", type=positive_int, default=1344, metavar="N", help="profile max side (default 1344)")
     g.add_argument("--batch", type=_batch, default=(1, 1, 4), metavar="MIN,OPT,MAX",
                    help="profile batch sizes (default 1,1,4)")
     g.add_argument("--workspace", type=float, default=4.0, metavar="GiB", help="builder workspace (default 4 GiB)")

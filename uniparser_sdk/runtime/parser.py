@@ -37,7 +37,7 @@ import numpy as np
 
 from ..classes import classes_for
 from ..io_utils import imread
-from ..contract import LAYOUT_PLUGIN, LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
+from ..contract import LAYOUT_PLUGIN, LAYOUT_RAW, ModelMeta
 from ..contract.layouts import PRODUCTS_LAYOUTS
 from .finish import finish_plugin, finish_products, finish_raw
 from .cpus import resolve_threads

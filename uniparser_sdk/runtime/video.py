@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserInputError
+from ..io_utils import Closing
 
 __all__ = ["VideoSource", "VideoSink", "VideoOpenError", "is_stream_url", "is_camera_index", "source_stem"]
 
@@ -64,7 +65,7 @@ def source_stem(source) -> str:
     return Path(s).stem
 
 
-class VideoSource:
+class VideoSource(Closing):
     """Iterable of BGR uint8 frames from a video file, camera index or stream URL (see module doc)."""
 
     def __init__(self, source: Union[str, int, os.PathLike], every: int = 1, max_frames: Optional[int] = None):
@@ -133,18 +134,13 @@ class VideoSource:
             self._cap.release()
             self._cap = None
 
-    def __enter__(self) -> "VideoSource":
-        return self
 
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
     def __repr__(self) -> str:
         return f"VideoSource({self.source!r}, kind={self.kind}, fps={self.fps:g}, every={self.every})"
 
 
-class VideoSink:
+class VideoSink(Closing):
     """Atomic video writer: frames go to ``.<name>.partial<suffix>`` next to ``path``; :meth:`close`
     finalises the container and renames it onto ``path``. The frame size is taken from the first frame
     (every frame must have it; odd heights/widths are padded by one black row/column, as most codecs
@@ -200,9 +196,4 @@ class VideoSink:
         os.replace(self._tmp, self.path)
         return self.path
 
-    def __enter__(self) -> "VideoSink":
-        return self
 
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False

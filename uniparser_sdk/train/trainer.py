@@ -19,7 +19,6 @@ only, and the RNG states are stored as tensors / lists.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import sys
@@ -32,7 +31,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..classes import classes_for
 from ..model.checkpoint import load_model, read_checkpoint, save_checkpoint
 from ..model.configs import ModelConfig, get_config
 from ..model.uniparser import UniParser

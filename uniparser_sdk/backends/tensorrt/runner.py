@@ -23,14 +23,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..._lazy import MissingDependency, require
+from ..._lazy import require
 from .sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned there)
     EngineCompatibilityError, EngineSidecar, SidecarError, TensorProfile, check_compatibility,
     parse_compute_capability, read_sidecar, sidecar_path,

@@ -28,11 +28,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
 from ...errors import UserInputError
+from ...io_utils import Closing
 
 __all__ = ["rle_encode", "rle_decode", "rle_compress", "rle_counts", "PERSON_CATEGORY", "coco_entries",
            "coco_results", "CocoResultsWriter", "results_from_coco", "coco_image_id"]
@@ -208,7 +209,7 @@ def coco_results(results: Iterable, image_ids: Sequence, category_id: int = PERS
     return out
 
 
-class CocoResultsWriter:
+class CocoResultsWriter(Closing):
     """Collects COCO results entries and writes them as one JSON list, atomically, on :meth:`close`
     (entries are small: compressed RLE strings). Context manager; closing twice is a no-op."""
 
@@ -231,12 +232,7 @@ class CocoResultsWriter:
             self.closed = True
         return self.path
 
-    def __enter__(self) -> "CocoResultsWriter":
-        return self
 
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
 
 def results_from_coco(entries, classes) -> dict:

@@ -15,6 +15,7 @@ from typing import IO, Optional, Union
 import numpy as np
 
 from .coco import rle_compress, rle_decode, rle_encode
+from ...io_utils import Closing
 
 __all__ = ["result_to_dict", "result_from_dict", "JsonLinesWriter"]
 
@@ -67,7 +68,7 @@ def result_from_dict(d: dict):
     return ParseResult(persons, shape, tuple(d["classes"]), d.get("timings") or {}, d.get("source"))
 
 
-class JsonLinesWriter:
+class JsonLinesWriter(Closing):
     """One JSON object per line (e.g. one per video frame).
 
     ``path``: a file, written to a temporary file next to it and renamed onto it by :meth:`close` --
@@ -131,9 +132,4 @@ class JsonLinesWriter:
             self._f.close()
             self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "JsonLinesWriter":
-        return self
 
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
