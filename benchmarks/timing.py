@@ -26,6 +26,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from uniparser_sdk.contract.layouts import RAW_V1
+
 from .host import gpu_used_mib, peak_rss_mib, reset_peak_rss, rss_mib
 
 __all__ = ["stats", "NetTimer", "decode_feed", "ort_decode_timer", "time_backend"]
@@ -77,7 +79,7 @@ def decode_feed(sess, features) -> tuple[dict, Callable]:
     (numpy (1,S,S), (D,h,w), (D,h,w) of one image) in the graph's dtypes, a minimal zero tensor for any
     other input (e.g. ``images``, read for its batch size only), and ``params(opts)`` -> the
     ``decode_params`` array in the graph's rank ((3,) or (1, 3))."""
-    feats = dict(zip(("center_logits", "ins_feats", "sem_feats"), features))
+    feats = dict(zip(RAW_V1.output_names, features))
     feed, rank = {}, 1
     for i in sess.get_inputs():
         if i.name in feats:

@@ -61,9 +61,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from uniparser_sdk.contract import LAYOUT_PRODUCTS, LAYOUT_RAW, ModelMeta
+from uniparser_sdk.contract.layouts import PRODUCTS_V1, RAW_V1
 
-RAW_NAMES = ("center_logits", "ins_feats", "sem_feats")
-PRODUCT_NAMES = ("scores", "num_instances", "grid_index", "instance_masks", "keep", "cat_conf")
+RAW_NAMES = RAW_V1.output_names  # the contract's names (uniparser_sdk.contract.layouts)
+PRODUCT_NAMES = PRODUCTS_V1.output_names
 SIZE_DIVISOR = 32
 
 NOISE_FACTOR = 4.0  # err may be this many times the float32 noise

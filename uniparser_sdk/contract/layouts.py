@@ -169,13 +169,17 @@ def decode_params(decode: Mapping[str, float]) -> np.ndarray:
     return np.array([float(decode[k]) for k in DECODE_PARAM_ORDER], np.float32)
 
 
+#: the category kernels (C, D): an initializer input of the plugin node, an optional extra output (or a
+#: metadata entry) of raw-v1 files
+SEG_KERNELS = "seg_kernels"
+
 # ---- plugin-v1: the fused decode node ("UniParserDecode", version "1", namespace "uniparser") -----------
 PLUGIN_NAME = "UniParserDecode"
 PLUGIN_VERSION = "1"
 PLUGIN_NAMESPACE = "uniparser"
 #: the node's inputs in order (seg_kernels is an initializer), and its outputs = PLUGIN_V1's outputs
-PLUGIN_INPUTS = ("center_logits", "ins_feats", "sem_feats", "seg_kernels")
-PLUGIN_INPUT_SPECS = {t.name: t for t in _RAW + (TensorSpec("seg_kernels", "float32", ("C", "D")),)}
+PLUGIN_INPUTS = RAW_V1.output_names + (SEG_KERNELS,)
+PLUGIN_INPUT_SPECS = {t.name: t for t in _RAW + (TensorSpec(SEG_KERNELS, "float32", ("C", "D")),)}
 PLUGIN_OUTPUTS = PLUGIN_V1.output_names
 #: attribute name -> python type (ONNX INT / FLOAT attribute)
 PLUGIN_ATTRIBUTES = {"max_instances": int, "ctr_score": float, "mask_thr": float, "cate_score_thr": float}

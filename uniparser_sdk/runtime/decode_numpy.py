@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..contract.layouts import PRODUCTS_V1
 from ..contract.constants import COUNT_THR, MASKNESS_EPS, NORM_EPS
 
 
@@ -75,8 +76,6 @@ def decode_products(center_logits: np.ndarray, ins: np.ndarray, sem: np.ndarray,
     valid = np.arange(max_instances) < count
     keep = (num / (den + np.float32(MASKNESS_EPS)) > np.float32(cate_score_thr)) & valid[:, None]
     masks = masks * valid[:, None]
-    return {
-        "scores": scores[None], "num_instances": np.array([count], dtype=np.int64),
-        "grid_index": grid[None], "instance_masks": masks.astype(np.uint8).reshape(1, -1, h, w),
-        "keep": keep.astype(np.uint8)[None], "cat_conf": q_cat.reshape(1, -1, h, w),
-    }
+    return dict(zip(PRODUCTS_V1.output_names, (  # the contract's order
+        scores[None], np.array([count], dtype=np.int64), grid[None], masks.astype(np.uint8).reshape(1, -1, h, w),
+        keep.astype(np.uint8)[None], q_cat.reshape(1, -1, h, w))))

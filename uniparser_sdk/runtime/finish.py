@@ -35,7 +35,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from ..contract.constants import DEFAULT_DECODE
-from ..contract.layouts import PLUGIN_V1, PRODUCTS_V1, RAW_V1, unpack_part_maps
+from ..contract.layouts import PLUGIN_V1, PRODUCTS_V1, RAW_V1, SEG_KERNELS, unpack_part_maps
 from .decode_numpy import center_peaks, decode_products  # noqa: F401  (re-exported)
 from .geometry import ImageMeta, labels_to_original, nearest_index, resize_mode
 from ..results import ParseResult
@@ -50,6 +50,10 @@ __all__ = [
 PRODUCTS_OUTPUTS = PRODUCTS_V1.output_names
 PLUGIN_OUTPUTS = PLUGIN_V1.output_names
 RAW_OUTPUTS = RAW_V1.output_names
+# the tensors by their role, named once in the contract (in its declared order)
+SCORES, NUM_INSTANCES, GRID_INDEX, INSTANCE_MASKS, KEEP, CAT_CONF = PRODUCTS_OUTPUTS
+_, _, PART_MAPS = PLUGIN_OUTPUTS
+CENTER_LOGITS, INS_FEATS, SEM_FEATS = RAW_OUTPUTS
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +296,7 @@ def _missing(outputs: Mapping[str, np.ndarray], names: Sequence[str], layout: st
 
 
 def _count(outputs, index: int, k: int, max_instances: Optional[int]) -> int:
-    n = int(np.asarray(outputs["num_instances"]).reshape(-1)[index])
+    n = int(np.asarray(outputs[NUM_INSTANCES]).reshape(-1)[index])
     n = max(0, min(n, k))
     if max_instances is not None:
         n = min(n, int(max_instances))
@@ -309,11 +313,11 @@ def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes,
     ``mask_thr``: the run-time threshold the graph ran with (``decode_params[1]``): the foreground
     test of step 5 uses it too.
     """
-    _missing(outputs, [n for n in PRODUCTS_OUTPUTS if n != "grid_index"], PRODUCTS_V1.name)
-    scores = np.asarray(outputs["scores"])[index]
-    masks = np.asarray(outputs["instance_masks"])[index]
-    keep = np.asarray(outputs["keep"])[index]
-    cat_conf = np.asarray(outputs["cat_conf"])[index]
+    _missing(outputs, [n for n in PRODUCTS_OUTPUTS if n != GRID_INDEX], PRODUCTS_V1.name)
+    scores = np.asarray(outputs[SCORES])[index]
+    masks = np.asarray(outputs[INSTANCE_MASKS])[index]
+    keep = np.asarray(outputs[KEEP])[index]
+    cat_conf = np.asarray(outputs[CAT_CONF])[index]
     n = _count(outputs, index, scores.shape[0], max_instances)
     geo = finish_geometry(masks.shape[-2:], meta.img_shape, meta.ori_shape)
     maps = [finish_instance(masks[i], cat_conf, keep[i], geo, mask_thr=mask_thr) for i in range(n)]
@@ -332,8 +336,8 @@ def finish_plugin(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, i
     labels at the padded input resolution, or int32 (B, K, 4h, w) packing them, see
     :func:`unpack_part_maps`) -> the :class:`ParseResult` of image ``index``."""
     _missing(outputs, PLUGIN_OUTPUTS, PLUGIN_V1.name)
-    scores = np.asarray(outputs["scores"])[index]
-    part_maps = unpack_part_maps(np.asarray(outputs["part_maps"])[index])
+    scores = np.asarray(outputs[SCORES])[index]
+    part_maps = unpack_part_maps(np.asarray(outputs[PART_MAPS])[index])
     ih, iw = meta.img_shape
     if part_maps.shape[-2] < ih or part_maps.shape[-1] < iw:
         raise ValueError(f"plugin part maps {part_maps.shape[-2:]} smaller than the resized image {(ih, iw)}")
@@ -351,14 +355,14 @@ def finish_raw(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, deco
     then :func:`finish_products`. ``seg_kernels`` (C, D) default to an output of that name."""
     _missing(outputs, RAW_OUTPUTS, RAW_V1.name)
     if seg_kernels is None:
-        if "seg_kernels" not in outputs:
+        if SEG_KERNELS not in outputs:
             raise ValueError("raw-v1 model: category kernels (seg_kernels) found neither in the metadata "
                              "nor among the outputs")
-        seg_kernels = np.asarray(outputs["seg_kernels"])
+        seg_kernels = np.asarray(outputs[SEG_KERNELS])
         if seg_kernels.ndim == 3:
             seg_kernels = seg_kernels[index]
-    prods = decode_products(np.asarray(outputs["center_logits"])[index], np.asarray(outputs["ins_feats"])[index],
-                            np.asarray(outputs["sem_feats"])[index], seg_kernels,
+    prods = decode_products(np.asarray(outputs[CENTER_LOGITS])[index], np.asarray(outputs[INS_FEATS])[index],
+                            np.asarray(outputs[SEM_FEATS])[index], seg_kernels,
                             float(decode["ctr_score"]), float(decode["mask_thr"]),
                             float(decode["cate_score_thr"]), int(decode.get("max_instances", 100)))
     return finish_products(prods, meta, classes, 0, timings=timings, source=source,

@@ -38,8 +38,8 @@ import numpy as np
 from ..classes import classes_for
 from ..io_utils import imread
 from ..contract import LAYOUT_PLUGIN, LAYOUT_RAW, ModelMeta
-from ..contract.layouts import PRODUCTS_LAYOUTS
-from .finish import finish_plugin, finish_products, finish_raw
+from ..contract.layouts import PRODUCTS_LAYOUTS, SEG_KERNELS
+from .finish import CAT_CONF, PART_MAPS, finish_plugin, finish_products, finish_raw
 from .cpus import resolve_threads
 from .preprocess import DEFAULT_SCALE, SIZE_DIVISOR, ImageMeta, Normalization, pad_size, preprocess_batch
 from ..results import ParseResult
@@ -158,7 +158,7 @@ class Parser:
             self._constraints = self.backend.input_constraints()
             names = getattr(self.backend, "output_names", None)
             if (meta.layout == LAYOUT_RAW and self.backend.seg_kernels is None and names is not None
-                    and "seg_kernels" not in names):
+                    and SEG_KERNELS not in names):
                 raise ValueError(f"{self.path}: raw-v1 model without its category kernels (no 'seg_kernels' "
                                  "output or metadata); it cannot be decoded -- export the products-v1 layout")
             if warmup:
@@ -363,14 +363,14 @@ class Parser:
     def _classes_for_outputs(self, outputs: dict, index: int):
         if self._classes is not None:
             return self._classes
-        if "cat_conf" in outputs:
-            return classes_for(int(outputs["cat_conf"].shape[1]) + 1)
-        if "seg_kernels" in outputs:
-            return classes_for(int(np.asarray(outputs["seg_kernels"]).shape[-2]) + 1)
+        if CAT_CONF in outputs:
+            return classes_for(int(outputs[CAT_CONF].shape[1]) + 1)
+        if SEG_KERNELS in outputs:
+            return classes_for(int(np.asarray(outputs[SEG_KERNELS]).shape[-2]) + 1)
         if self.backend.seg_kernels is not None:
             return classes_for(int(self.backend.seg_kernels.shape[0]) + 1)
-        if "part_maps" in outputs:  # labels only: size the class list by the largest label
-            return classes_for(max(int(outputs["part_maps"][index].max(initial=0)) + 1, 2))
+        if PART_MAPS in outputs:  # labels only: size the class list by the largest label
+            return classes_for(max(int(outputs[PART_MAPS][index].max(initial=0)) + 1, 2))
         raise ValueError("the model metadata names no classes")
 
     def _finish(self, outputs: dict, meta: ImageMeta, index: int, opts: dict, source) -> ParseResult:

@@ -19,6 +19,7 @@ from ..._lazy import require
 from ...errors import UniParserError
 from ...devices import parse_device
 from ...contract import PREFIX, meta_from_props
+from ...contract.layouts import SEG_KERNELS
 from ..base import Backend, InputConstraints, decode_params_feed, validate_batch
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,8 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"{path}: the model has no 'images' input (inputs: {sorted(self._inputs)})")
         self._image_dtype = _ORT_TO_NP.get(self._inputs["images"].type, np.float32)
         self._seg_kernels = None
-        if PREFIX + "seg_kernels" in props:  # raw-v1 files may carry the category kernels as JSON
-            self._seg_kernels = np.asarray(json.loads(props[PREFIX + "seg_kernels"]), dtype=np.float32)
+        if PREFIX + SEG_KERNELS in props:  # raw-v1 files may carry the category kernels as JSON
+            self._seg_kernels = np.asarray(json.loads(props[PREFIX + SEG_KERNELS]), dtype=np.float32)
 
     @property
     def output_names(self) -> list[str]:
