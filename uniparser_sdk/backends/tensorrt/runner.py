@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..._lazy import require
+from ...devices import parse_device
 from .sidecar import (  # noqa: F401  (re-exported: the sidecar format is owned there)
     EngineCompatibilityError, EngineSidecar, SidecarError, TensorProfile, check_compatibility,
     parse_compute_capability, read_sidecar, sidecar_path,
@@ -128,12 +129,10 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
 
     def __init__(self, path, device: str = "auto", providers=None, **_ignored):
-        d = str(device).lower()
-        if d == "cpu":
+        dev = parse_device(device)
+        if dev.kind == "cpu":
             raise ValueError("TensorRT engines run on a CUDA GPU only; use the .onnx model for device='cpu'")
-        if not (d in ("auto", "cuda") or d.startswith("cuda:")):
-            raise ValueError(f"device must be 'auto', 'cuda' or 'cuda:N', got {device!r}")
-        index = int(d.split(":", 1)[1]) if d.startswith("cuda:") else 0
+        index = dev.cuda_index
         sidecar = read_sidecar(path)  # before any heavy import: clear errors first
         trt = require("tensorrt", "running TensorRT engines")
         cuda = _cuda_bindings(index)
@@ -166,7 +165,7 @@ class TensorRTBackend(Backend):
             if "images" not in self._profiles:  # static input shape
                 fixed = tuple(int(v) for v in self._engine.get_tensor_shape("images"))
                 self._profiles["images"] = TensorProfile(fixed, fixed, fixed)
-            self.device = f"cuda:{index}" if d.startswith("cuda:") else "cuda"
+            self.device = str(dev) if dev.index is not None else "cuda"
             self.providers = [f"TensorRT {trt.__version__}", cuda.name]
         except BaseException:
             cuda.close()
