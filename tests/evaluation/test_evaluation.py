@@ -5,15 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from uniparser_sdk.evaluation import (
-    DEFAULT_THRESHOLDS,
-    MHPEvaluator,
-    compose_semantic,
-    confusion_matrix,
-    evaluate,
-    per_class_iou,
-    voc_ap,
-)
+from uniparser_sdk.evaluation import (DEFAULT_THRESHOLDS, MHPEvaluator, compose_semantic, confusion_matrix, evaluate,
+                                      per_class_iou, voc_ap)
 from uniparser_sdk.evaluation import mhp_eval
 
 T = DEFAULT_THRESHOLDS

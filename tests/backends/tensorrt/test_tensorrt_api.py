@@ -21,6 +21,15 @@ import _trt_env as env
 from uniparser_sdk.backends.tensorrt import api
 from uniparser_sdk.backends.tensorrt.cuda import CUDA_PYTHON_API, PYCUDA_API
 
+# in the subprocess that imports the real bindings: does a dotted name exist on the module?
+_HAS = """def has(name):
+    obj = {root}
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+"""
 PKG = Path(api.__file__).resolve().parent
 MAJORS = sorted(env.TRT_BINDINGS)
 
@@ -48,14 +57,7 @@ import json
 import tensorrt as trt
 from uniparser_sdk.backends.tensorrt import api, build
 
-def has(name):
-    obj = trt
-    for part in name.split("."):
-        if not hasattr(obj, part):
-            return False
-        obj = getattr(obj, part)
-    return True
-
+{_HAS.format(root="trt")}
 out = {{"version": trt.__version__,
         "missing": [n for n in api.REQUIRED if not has(n)],
         "optional": {{n: has(n) for n in api.OPTIONAL}}}}
@@ -130,13 +132,7 @@ def test_cuda_python_has_every_name_the_adapter_uses():
 import json
 from cuda.bindings import runtime as rt
 names = {list(CUDA_PYTHON_API)!r}
-def has(name):
-    obj = rt
-    for part in name.split("."):
-        if not hasattr(obj, part):
-            return False
-        obj = getattr(obj, part)
-    return True
+{_HAS.format(root="rt")}
 print(json.dumps([n for n in names if not has(n)]))
 """
     assert json.loads(env.run_python(code, paths).strip()) == []

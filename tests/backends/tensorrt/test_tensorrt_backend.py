@@ -318,8 +318,8 @@ def test_static_check_stops_a_bad_graph_before_tensorrt(tmp_path, monkeypatch):
 K = 6
 
 
-@pytest.fixture(scope="module")
-def products_onnx(tmp_path_factory):
+def _export_tiny(path, layout="products-v1"):
+    """A random tiny model whose decode finds persons, exported in ``layout`` with K slots."""
     import torch
 
     from uniparser_sdk.export import onnx_export as ox
@@ -330,9 +330,14 @@ def products_onnx(tmp_path_factory):
     with torch.no_grad():
         model.mask_head.center_heatmap.bias.fill_(0.0)
         model.mask_head.seg_kernels.copy_(torch.rand_like(model.mask_head.seg_kernels))
-    path = tmp_path_factory.mktemp("trt") / "tiny.onnx"
-    ox.export_onnx(model, path, ox.build_meta(model, max_instances=K), max_instances=K, sample_hw=(64, 64),
-                   parity=False, log=lambda *_: None)
+    ox.export_onnx(model, path, ox.build_meta(model, max_instances=K, layout=layout), max_instances=K,
+                   sample_hw=(64, 64), parity=False, log=lambda *_: None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def products_onnx(tmp_path_factory):
+    path = _export_tiny(tmp_path_factory.mktemp("trt") / "tiny.onnx")
     return path
 
 
@@ -417,19 +422,7 @@ def test_inference_refusals(products_onnx, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def products_v2_onnx(tmp_path_factory):
     """The tiny model of ``products_onnx`` exported as products-v2 (one row of thresholds per image)."""
-    import torch
-
-    from uniparser_sdk.export import onnx_export as ox
-    from uniparser_sdk.model.uniparser import UniParser
-
-    torch.manual_seed(0)
-    model = UniParser("tiny").eval()
-    with torch.no_grad():
-        model.mask_head.center_heatmap.bias.fill_(0.0)
-        model.mask_head.seg_kernels.copy_(torch.rand_like(model.mask_head.seg_kernels))
-    path = tmp_path_factory.mktemp("trt-v2") / "tiny-v2.onnx"
-    ox.export_onnx(model, path, ox.build_meta(model, max_instances=K, layout="products-v2"), max_instances=K,
-                   sample_hw=(64, 64), parity=False, log=lambda *_: None)
+    path = _export_tiny(tmp_path_factory.mktemp("trt-v2") / "tiny-v2.onnx", layout="products-v2")
     return path
 
 
