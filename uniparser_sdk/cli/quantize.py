@@ -49,7 +49,7 @@ def parity_report(onnx_path, ir_path, threads=None, eval_images: int = 100, prog
     from ..evaluation.agreement import HELD_OUT_SEED, compare_results, synthetic_metrics
     from ..runtime.parser import Parser
 
-    images = calibration_images(synthetic=0) + calibration_images(synthetic=PARITY_SCENES, seed=HELD_OUT_SEED + 1)[4:]
+    images = calibration_images(synthetic=PARITY_SCENES, seed=HELD_OUT_SEED + 1)  # the samples + held-out scenes
     with Parser(onnx_path, device="cpu", threads=threads) as ref, Parser(ir_path, threads=threads) as cand:
         agreement = compare_results([ref.predict(im) for im in images], [cand.predict(im) for im in images])
         report = {"reference": str(onnx_path), "candidate": str(ir_path), "precision": cand.meta.precision,

@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from ..._lazy import require
-from ...contract import ModelMeta, decode_params
+from ...contract import DEFAULT_SCALE, ModelMeta, decode_params
 from ...errors import UserInputError
 from ...io_utils import IMAGE_EXTENSIONS, imread
 
@@ -53,10 +53,11 @@ def calibration_images(folder: Optional[str] = None, *, limit: Optional[int] = N
 def _feeds(images: Sequence[np.ndarray], meta: ModelMeta, progress: bool) -> list:
     from ...runtime.preprocess import preprocess
 
-    scale = tuple(meta.input.get("scale", (1333, 800)))
+    from ..base import decode_params_feed
+
+    scale = tuple(meta.input.get("scale", DEFAULT_SCALE))
     params = decode_params(meta.thresholds)
-    layout = meta.contract
-    batched = layout.spec("decode_params").rank == 2 if "decode_params" in layout.input_names else None
+    takes_params = "decode_params" in meta.contract.input_names
     it = images
     if progress:
         from tqdm import tqdm
@@ -65,8 +66,8 @@ def _feeds(images: Sequence[np.ndarray], meta: ModelMeta, progress: bool) -> lis
     for img in it:
         x, _ = preprocess(img, scale=scale, norm=meta.normalization)
         feed = {"images": x}
-        if batched is not None:
-            feed["decode_params"] = params[None] if batched else params
+        if takes_params:
+            feed["decode_params"] = decode_params_feed(meta.layout, params, x.shape[0])
         feeds.append(feed)
     return feeds
 

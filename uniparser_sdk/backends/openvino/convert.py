@@ -118,17 +118,19 @@ def _reaches(model_results, param) -> bool:
     return False
 
 
-def split_network_and_decode(path):
+def split_network_and_decode(path, model=None):
     """Two OpenVINO models from one UniParser IR: the network (``images`` -> center_logits, ins_feats,
     sem_feats) and the decode (those three tensors [+ decode_params] -> the layout's outputs), so the
     network can run at low precision while the decode (cosine products, thresholds) runs in float32.
     Returns ``(network, decode)``; ``decode`` is None for raw-v1 models (their outputs are the raw tensors).
+    ``model``: the IR already read from ``path`` (it becomes the network; the decode needs its own copy).
 
     (Marking decode nodes with OpenVINO's keep-precision rt_info is not enough: the CPU plugin still runs
     some marked MatMuls in bf16, and the marks do not survive IR serialisation.)"""
     ov = openvino()
     core = ov.Core()
-    net_src, dec_src = core.read_model(str(path)), core.read_model(str(path))
+    net_src = model if model is not None else core.read_model(str(path))
+    dec_src = core.read_model(str(path))
     raw = RAW_V1.output_names
     net_ports = _raw_ports(net_src)
     if sorted(net_ports) != sorted(raw):

@@ -17,16 +17,9 @@ import numpy as np
 
 from ...contract.layouts import RAW_V1
 from ...errors import UserInputError
+from ...runtime.cpus import resolve_threads
 from ..base import Backend, InputConstraints, decode_params_feed, validate_batch
 from .convert import PRECISION_HINT, openvino, read_meta, split_network_and_decode
-
-
-def _default_threads() -> Optional[int]:
-    try:
-        from ...runtime.cpus import available_cpus
-    except ImportError:  # pragma: no cover - the runtime always ships it
-        return None
-    return available_cpus()
 
 
 def _names(port) -> set:
@@ -68,12 +61,12 @@ class OpenVINOBackend(Backend):
         hint = precision_hint or PRECISION_HINT.get(meta.precision, "f32")
         if hint not in ("f32", "bf16", "f16"):
             raise UserInputError(f"precision_hint must be f32, bf16 or f16, got {hint!r}")
-        n = int(threads) if threads is not None else _default_threads()
-        base = {"PERFORMANCE_HINT": "LATENCY", **({"INFERENCE_NUM_THREADS": n} if n else {})}
+        n = resolve_threads(threads)
+        base = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": n}
         declared = set(meta.contract.output_names) | set(RAW_V1.output_names)
         decode = None
         if hint != "f32":
-            model, decode = split_network_and_decode(path)
+            model, decode = split_network_and_decode(path, model)
         self._stages = [_Stage(model, hint, core.compile_model(model, "CPU", {**base, "INFERENCE_PRECISION_HINT": hint}),
                                declared)]
         if decode is not None:
