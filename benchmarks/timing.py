@@ -26,7 +26,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from uniparser_sdk.contract.layouts import RAW_V1
+from uniparser_sdk.contract.layouts import RAW_V1, decode_params
 
 from .host import gpu_used_mib, peak_rss_mib, reset_peak_rss, rss_mib
 
@@ -91,7 +91,7 @@ def decode_feed(sess, features) -> tuple[dict, Callable]:
             feed[i.name] = np.zeros(shape, _np_dtype(i.type))
 
     def params(opts) -> np.ndarray:
-        p = np.array([opts["ctr_score"], opts["mask_thr"], opts["cate_score_thr"]], np.float32)
+        p = decode_params(opts)
         return p if rank == 1 else p[None]
 
     return feed, params

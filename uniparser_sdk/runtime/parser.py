@@ -38,7 +38,7 @@ import numpy as np
 from ..classes import classes_for
 from ..io_utils import imread
 from ..contract import LAYOUT_PLUGIN, LAYOUT_RAW, ModelMeta
-from ..contract.layouts import PRODUCTS_LAYOUTS, SEG_KERNELS
+from ..contract.layouts import PRODUCTS_LAYOUTS, SEG_KERNELS, decode_params
 from .finish import CAT_CONF, PART_MAPS, finish_plugin, finish_products, finish_raw
 from .cpus import resolve_threads
 from .preprocess import DEFAULT_SCALE, SIZE_DIVISOR, ImageMeta, Normalization, pad_size, preprocess_batch
@@ -228,7 +228,7 @@ class Parser:
             h, w = max(h, c.min_hw[0]), max(w, c.min_hw[1])
         if c.max_hw is not None:
             h, w = min(h, c.max_hw[0]), min(w, c.max_hw[1])
-        self._infer(np.zeros((1, 3, h, w), np.float32), self._params(self._decode))
+        self._infer(np.zeros((1, 3, h, w), np.float32), decode_params(self._decode))
 
     # ---- prediction ----------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class Parser:
         if color not in ("bgr", "rgb"):
             raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
         opts = {**self._decode, **self._check_overrides(decode)}
-        params = self._params(opts)
+        params = decode_params(opts)
         return self._stream(iter(frames), int(batch_size), color, int(prefetch), bool(with_inputs), opts, params,
                             frames)
 
@@ -356,9 +356,6 @@ class Parser:
                                  f"({', '.join(f'{k}={self._base_decode[k]}' for k in baked)}); re-export it "
                                  "with other thresholds, or use the products-v1 .onnx / engine")
         return opts
-
-    def _params(self, opts: dict) -> np.ndarray:
-        return np.array([opts["ctr_score"], opts["mask_thr"], opts["cate_score_thr"]], dtype=np.float32)
 
     def _classes_for_outputs(self, outputs: dict, index: int):
         if self._classes is not None:

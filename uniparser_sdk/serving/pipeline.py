@@ -18,7 +18,6 @@ name            dtype    dims      meaning
 """
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
-from ..contract import DECODE_PARAM_ORDER, DECODE_RANGES, MEAN_RGB, SIZE_DIVISOR, STD_RGB, ModelMeta, meta_from_props
+from ..contract import DECODE_PARAM_ORDER, DECODE_RANGES, DEFAULT_SCALE, MEAN_RGB, SIZE_DIVISOR, STD_RGB, ModelMeta, meta_from_props
 from ..errors import UserInputError
 from ..runtime.finish import finish_products
 from ..runtime.geometry import ImageMeta
@@ -37,7 +36,6 @@ __all__ = ["InvalidRequestError", "IMAGE_META_FIELDS", "decode_image", "check_ra
            "Preprocessor", "finish_request", "load_meta"]
 
 IMAGE_META_FIELDS = ("ori_height", "ori_width", "img_height", "img_width", "pad_height", "pad_width")
-_FINISH_TAKES_MASK_THR = "mask_thr" in inspect.signature(finish_products).parameters
 
 
 class InvalidRequestError(UserInputError):
@@ -106,7 +104,7 @@ class Preprocessor:
             raise InvalidRequestError(f"the served pipeline supports the standard normalisation only, this model "
                                       f"stores {norm}")
         inp = meta.input or {}
-        self.scale = tuple(int(v) for v in inp.get("scale", (1333, 800)))
+        self.scale = tuple(int(v) for v in inp.get("scale", DEFAULT_SCALE))
         self.divisor = int(inp.get("size_divisor", SIZE_DIVISOR))
         self.defaults = meta.thresholds
 
@@ -131,7 +129,5 @@ def finish_request(outputs: Mapping[str, np.ndarray], image_meta: Sequence[int],
     meta = ImageMeta((im[0], im[1]), (im[2], im[3]), (im[4], im[5]))
     outs = dict(outputs)
     outs["num_instances"] = np.asarray(outs["num_instances"]).reshape(-1)
-    kw = {}
-    if _FINISH_TAKES_MASK_THR:
-        kw["mask_thr"] = float(np.asarray(decode_params, np.float32).reshape(-1)[1])
-    return finish_products(outs, meta, classes, 0, max_instances=max_instances, **kw)
+    mask_thr = float(np.asarray(decode_params, np.float32).reshape(-1)[1])
+    return finish_products(outs, meta, classes, 0, max_instances=max_instances, mask_thr=mask_thr)
