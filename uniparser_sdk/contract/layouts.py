@@ -94,9 +94,10 @@ class Layout:
         wanted = set(names) if names is not None else {t.name for t in self.inputs + self.outputs}
         return {t.name: t.dynamic_axes for t in specs if t.name in wanted and t.dynamic_axes}
 
-    def check_outputs(self, outputs: Mapping[str, np.ndarray]) -> None:
-        """Raise a ValueError naming what a backend's outputs lack for this layout."""
-        missing = [n for n in self.output_names if n not in outputs]
+    def check_outputs(self, outputs: Mapping[str, np.ndarray], names: Optional[Sequence[str]] = None) -> None:
+        """Raise a ValueError naming what a backend's outputs lack for this layout (``names``: only these
+        of its outputs are needed; default all)."""
+        missing = [n for n in (self.output_names if names is None else names) if n not in outputs]
         if missing:
             raise ValueError(f"{self.name} outputs are missing {missing}; got {sorted(outputs)}")
 

@@ -289,12 +289,6 @@ def finish_instance(mask: np.ndarray, cat_conf: np.ndarray, keep: np.ndarray, ge
 # products-v1
 # --------------------------------------------------------------------------------------------
 
-def _missing(outputs: Mapping[str, np.ndarray], names: Sequence[str], layout: str) -> None:
-    miss = [n for n in names if n not in outputs]
-    if miss:
-        raise ValueError(f"{layout} outputs {miss} missing; got {sorted(outputs)}")
-
-
 def _count(outputs, index: int, k: int, max_instances: Optional[int]) -> int:
     n = int(np.asarray(outputs[NUM_INSTANCES]).reshape(-1)[index])
     n = max(0, min(n, k))
@@ -313,7 +307,7 @@ def finish_products(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes,
     ``mask_thr``: the run-time threshold the graph ran with (``decode_params[1]``): the foreground
     test of step 5 uses it too.
     """
-    _missing(outputs, [n for n in PRODUCTS_OUTPUTS if n != GRID_INDEX], PRODUCTS_V1.name)
+    PRODUCTS_V1.check_outputs(outputs, [n for n in PRODUCTS_OUTPUTS if n != GRID_INDEX])
     scores = np.asarray(outputs[SCORES])[index]
     masks = np.asarray(outputs[INSTANCE_MASKS])[index]
     keep = np.asarray(outputs[KEEP])[index]
@@ -335,7 +329,7 @@ def finish_plugin(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, i
     """plugin-v1 outputs (``scores`` (B, K), ``num_instances`` (B,), ``part_maps`` (B, K, 4h, 4w) uint8
     labels at the padded input resolution, or int32 (B, K, 4h, w) packing them, see
     :func:`unpack_part_maps`) -> the :class:`ParseResult` of image ``index``."""
-    _missing(outputs, PLUGIN_OUTPUTS, PLUGIN_V1.name)
+    PLUGIN_V1.check_outputs(outputs)
     scores = np.asarray(outputs[SCORES])[index]
     part_maps = unpack_part_maps(np.asarray(outputs[PART_MAPS])[index])
     ih, iw = meta.img_shape
@@ -353,7 +347,7 @@ def finish_raw(outputs: Mapping[str, np.ndarray], meta: ImageMeta, classes, deco
     """raw-v1 outputs -> the :class:`ParseResult` of image ``index``: numpy steps 1-4
     (:func:`decode_products`) with ``decode`` = {ctr_score, mask_thr, cate_score_thr, max_instances},
     then :func:`finish_products`. ``seg_kernels`` (C, D) default to an output of that name."""
-    _missing(outputs, RAW_OUTPUTS, RAW_V1.name)
+    RAW_V1.check_outputs(outputs)
     if seg_kernels is None:
         if SEG_KERNELS not in outputs:
             raise ValueError("raw-v1 model: category kernels (seg_kernels) found neither in the metadata "
