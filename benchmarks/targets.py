@@ -34,6 +34,7 @@ from typing import Optional
 import numpy as np
 
 from uniparser_sdk.errors import UserInputError
+from uniparser_sdk.io_utils import atomic_output
 
 from .paper import table2_name
 from .planted import SyntheticPersons
@@ -332,18 +333,17 @@ def decode_graph(onnx_path, cache: Optional[Path] = None) -> Optional[str]:
         return None
     out = (Path(cache) if cache else src.parent) / f"{src.stem}-{_file_sha(src)[:8]}.decode.onnx"
     if not out.is_file():
-        tmp = out.with_name(out.name + ".tmp")
-        # the graph's own inputs are offered too: the decode may read e.g. the batch size off ``images``
-        # (a Shape node); graph inputs the decode does not use are dropped again
-        onnx.utils.extract_model(str(src), str(tmp), list(RAW_V1.output_names) + list(layout.input_names),
-                                 list(layout.output_names), check_model=False)
-        proto = onnx.load(str(tmp))
-        used = {name for node in proto.graph.node for name in node.input}
-        kept = [vi for vi in proto.graph.input if vi.name in used or vi.name in RAW_V1.output_names]
-        del proto.graph.input[:]
-        proto.graph.input.extend(kept)
-        onnx.save(proto, str(tmp))
-        os.replace(tmp, out)
+        with atomic_output(out, suffix=".onnx") as tmp:
+            # the graph's own inputs are offered too: the decode may read e.g. the batch size off ``images``
+            # (a Shape node); graph inputs the decode does not use are dropped again
+            onnx.utils.extract_model(str(src), str(tmp), list(RAW_V1.output_names) + list(layout.input_names),
+                                     list(layout.output_names), check_model=False)
+            proto = onnx.load(str(tmp))
+            used = {name for node in proto.graph.node for name in node.input}
+            kept = [vi for vi in proto.graph.input if vi.name in used or vi.name in RAW_V1.output_names]
+            del proto.graph.input[:]
+            proto.graph.input.extend(kept)
+            onnx.save(proto, str(tmp))
     return str(out)
 
 

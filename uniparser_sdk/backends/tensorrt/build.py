@@ -29,14 +29,13 @@ is owned by :mod:`uniparser_sdk.backends.tensorrt.sidecar` (shared with the runt
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from . import sidecar as _sidecar
 from ...errors import UniParserError
+from ...io_utils import atomic_write_bytes
 from .sidecar import (  # noqa: F401  (the sidecar format lives there; re-exported)
     SIDECAR_FORMAT, EngineCompatibilityError, SidecarError, check_compatibility, format_compute_capability,
     make_sidecar, profile_from_json, profile_to_json, shape_in_profile, sidecar_path, version_tuple,
@@ -286,21 +285,6 @@ def network_flags(trt, strongly_typed: bool) -> int:
     return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
 
 
-def _atomic_write_bytes(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(memoryview(data))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | None = None,
                  workspace: int = DEFAULT_WORKSPACE, timing_cache=None, plugin_lib=None, log=print,
                  check: bool = True, operators=None) -> dict:
@@ -387,9 +371,9 @@ def build_engine(onnx_path, engine_path, fp16: bool = False, profile: dict | Non
     if plan is None:
         raise EngineBuildError("TensorRT failed to build the engine (see the TensorRT log above)")
     seconds = time.perf_counter() - t0
-    _atomic_write_bytes(Path(engine_path), plan)
+    atomic_write_bytes(Path(engine_path), plan)
     if cache_path is not None:
-        _atomic_write_bytes(cache_path, config.get_timing_cache().serialize())
+        atomic_write_bytes(cache_path, config.get_timing_cache().serialize())
     return {"tensorrt_version": trt.__version__, "profile": profile, "precision": plan_p["precision"],
             "seconds": seconds, "strongly_typed": plan_p["strongly_typed"]}
 
