@@ -349,7 +349,9 @@ def write_triton_repository(onnx_path, out_dir, *, engine_path=None, network_bac
         raise RepositoryError("network backend tensorrt needs the engine (engine_path / --engine)")
     if engine_path is not None and not Path(engine_path).is_file():
         raise RepositoryError(f"TensorRT engine not found: {engine_path}")
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RepositoryError(f"{out_dir} is a file; a model repository is a directory (give a new or empty one)")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise RepositoryError(f"{out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     meta = read_onnx_metadata(onnx_path)
     opts = options or RepositoryOptions()
